@@ -1,0 +1,5 @@
+"""`python -m homeostat` is the `homeostat` command."""
+
+from homeostat.cli import main
+
+raise SystemExit(main())
