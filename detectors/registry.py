@@ -1,0 +1,63 @@
+"""Detectors by name.
+
+``create(name, direction=..., sensitivity=...)`` builds a fresh detector for one series;
+``names()`` lists what can be built. ``"default"`` is an alias of the detector that scores
+best on the NAB evaluation (see ``docs/detectors.md``), not a matter of taste.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .base import Detector, Direction, parse_direction, parse_sensitivity
+
+__all__ = ["DEFAULT", "create", "names", "register"]
+
+Factory = Callable[[Direction, str], Detector]
+
+_FACTORIES: dict[str, Factory] = {}
+
+#: The detector that ``create("default")`` builds.
+DEFAULT = "robust_zscore"
+
+
+def register(name: str, factory: Factory) -> None:
+    """Make ``factory(direction, sensitivity)`` available as ``create(name, ...)``."""
+    if name == "default":
+        raise ValueError("'default' is an alias and cannot be registered")
+    _FACTORIES[name] = factory
+
+
+def names() -> list[str]:
+    """Every name ``create`` accepts, ``"default"`` included, sorted."""
+    _register_builtins()
+    return sorted([*_FACTORIES, "default"])
+
+
+def create(
+    name: str = "default", *, direction: Direction | str = "up", sensitivity: str = "medium"
+) -> Detector:
+    """Build a fresh detector by name.
+
+    Raises ``KeyError`` for an unknown name and ``ValueError`` for an unknown direction or
+    sensitivity; both messages list the valid choices.
+    """
+    _register_builtins()
+    key = DEFAULT if name == "default" else name
+    factory = _FACTORIES.get(key)
+    if factory is None:
+        raise KeyError(f"unknown detector {name!r}; valid names: {', '.join(names())}")
+    return factory(parse_direction(direction), parse_sensitivity(sensitivity))
+
+
+_BUILTINS_DONE = False
+
+
+def _register_builtins() -> None:
+    global _BUILTINS_DONE
+    if _BUILTINS_DONE:
+        return
+    _BUILTINS_DONE = True
+    from .robust_zscore import RobustZScore
+
+    register("robust_zscore", lambda d, s: RobustZScore(direction=d, sensitivity=s))
