@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# name -> (module, one-line help). Modules are imported lazily so that `homeostat crds`
+# name -> (module, one-line help). Only the chosen module is imported, so that `homeostat crds`
 # does not pay for Kopf, and `homeostat eval` does not need Kubernetes at all.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("homeostat.operator.command", "run the operator against a cluster"),
@@ -21,33 +21,23 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the top-level parser with one subparser per subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Build the top-level parser; only the chosen subcommand's module is imported."""
     parser = argparse.ArgumentParser(prog="homeostat", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        sub = subparsers.add_parser(name, help=help_text)
-        sub.set_defaults(_module=module_name)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if not exc.name or not module_name.startswith(exc.name):
-                raise
-            sub.set_defaults(_missing=f"{name}: not available in this build ({module_name})")
-            continue
-        module.add_arguments(sub)
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    missing = getattr(args, "_missing", None)
-    if missing:
-        print(f"homeostat {missing}", file=sys.stderr)
-        return 2
-    module = importlib.import_module(args._module)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in arguments if not word.startswith("-")), None)
+    args = build_parser(command).parse_args(arguments)
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
     result: int = module.run(args)
     return result
 

@@ -1,0 +1,254 @@
+"""The `AnomalyPolicy` custom resource: what an SRE declares.
+
+A policy names one workload in its own namespace, the Prometheus queries (signals) that say
+whether it is healthy, how the detectors judge them, and the playbook to run when an anomaly
+is confirmed. Everything the operator does starts from a validated `PolicySpec`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Self
+
+from pydantic import Field, model_validator
+
+from homeostat.api.base import DNS_LABEL_PATTERN, WireModel
+from homeostat.api.durations import Duration, parse_duration
+
+SIGNAL_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$"
+
+
+class WorkloadKind(enum.StrEnum):
+    DEPLOYMENT = "Deployment"
+    STATEFULSET = "StatefulSet"
+
+
+class Direction(enum.StrEnum):
+    """Which way a signal is bad: latency and errors are bad when they go `up`."""
+
+    UP = "up"
+    DOWN = "down"
+    BOTH = "both"
+
+
+class Sensitivity(enum.StrEnum):
+    """How readily the detector alarms; `medium` suits most latency and error signals."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class Action(enum.StrEnum):
+    RESTART = "restart"
+    SCALE_OUT = "scale-out"
+    ROLLBACK = "rollback"
+    DELETE_POD = "delete-pod"
+    NOTIFY = "notify"
+
+
+class WebhookFormat(enum.StrEnum):
+    JSON = "json"
+    SLACK = "slack"
+
+
+class TargetRef(WireModel):
+    """The workload that the policy watches and heals, always in the policy's own namespace."""
+
+    kind: WorkloadKind = Field(description="Deployment or StatefulSet.")
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_LABEL_PATTERN)] = Field(
+        description="Name of the workload in the policy's namespace."
+    )
+
+
+class SecretKeyRef(WireModel):
+    """A key in a Secret in the policy's namespace: credentials never live in the policy."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    key: Annotated[str, Field(min_length=1, max_length=253)]
+
+
+class PrometheusSpec(WireModel):
+    """Where to query. Without `url`, the operator's `--prometheus-url` is used."""
+
+    url: Annotated[str | None, Field(pattern=r"^https?://")] = Field(
+        default=None, description="Base URL of the Prometheus HTTP API, e.g. http://prometheus:9090."
+    )
+    timeout: Duration = Field(default="10s", description="Timeout of one query.")
+    bearer_token_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding a bearer token sent with every query."
+    )
+
+
+class DetectorSpec(WireModel):
+    """Which detector judges the signal's series, and how readily it alarms."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63)] = Field(
+        default="default", description="Detector from the registry (`homeostat eval` lists them)."
+    )
+    sensitivity: Sensitivity = Field(default=Sensitivity.MEDIUM)
+
+
+class GuardSpec(WireModel):
+    """Hard limits, such as an SLO, that are anomalous whatever the learned baseline says."""
+
+    above: float | None = Field(default=None, description="A value above this is anomalous.")
+    below: float | None = Field(default=None, description="A value below this is anomalous.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.above is not None and self.below is not None and self.below >= self.above:
+            raise ValueError("guard.below must be lower than guard.above")
+        return self
+
+
+class Signal(WireModel):
+    """One PromQL query. Each series it returns (e.g. `by (pod)`) gets its own detector."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=SIGNAL_NAME_PATTERN)]
+    query: Annotated[str, Field(min_length=1)] = Field(description="PromQL instant-vector expression.")
+    direction: Direction = Field(default=Direction.UP, description="Which way is bad.")
+    detector: DetectorSpec = Field(default_factory=DetectorSpec)
+    guard: GuardSpec | None = None
+
+
+class Confirmation(WireModel):
+    """An anomaly is confirmed when at least `k` of the last `n` evaluations were anomalous."""
+
+    k: Annotated[int, Field(ge=1, le=100)] = 3
+    n: Annotated[int, Field(ge=1, le=100)] = 5
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> Self:
+        if self.k > self.n:
+            raise ValueError(f"confirm.k ({self.k}) must not exceed confirm.n ({self.n})")
+        return self
+
+
+class StepCondition(WireModel):
+    """Run a step only when these signals are anomalous and those are normal."""
+
+    anomalous: list[str] = Field(default_factory=list, description="Signals that must be anomalous.")
+    normal: list[str] = Field(default_factory=list, description="Signals that must be normal.")
+
+
+class ScaleOutParams(WireModel):
+    step: Annotated[int, Field(ge=1, le=100)] = Field(default=1, description="Replicas to add.")
+    factor: Annotated[float | None, Field(gt=1.0, le=10.0)] = Field(
+        default=None, description="Multiply replicas instead of adding `step`."
+    )
+    max: Annotated[int, Field(ge=1, le=1000)] = Field(default=10, description="Never scale above this.")
+    scale_back: bool = Field(default=True, description="Return to the original size once resolved and quiet.")
+    scale_back_after: Duration = Field(default="15m", description="Quiet period before scaling back.")
+
+
+class RollbackParams(WireModel):
+    within: Duration = Field(
+        default="1h",
+        description="Only roll back when the anomaly began within this time after the latest rollout.",
+    )
+
+
+class DeletePodParams(WireModel):
+    max_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        default=0.25, description="Never delete more than this fraction of ready pods."
+    )
+
+
+class Webhook(WireModel):
+    url_secret_ref: SecretKeyRef = Field(description="Secret key holding the webhook URL.")
+    format: WebhookFormat = WebhookFormat.JSON
+
+
+class NotifyParams(WireModel):
+    webhooks: Annotated[list[Webhook], Field(min_length=1)]
+
+
+_PARAMS_FIELD = {
+    Action.SCALE_OUT: "scale_out",
+    Action.ROLLBACK: "rollback",
+    Action.DELETE_POD: "delete_pod",
+    Action.NOTIFY: "notify",
+}
+
+
+class Step(WireModel):
+    """One remediation step; steps run in order until the signals recover."""
+
+    action: Action
+    when: StepCondition | None = None
+    verify: Duration | None = Field(default=None, description="Overrides playbook.verify for this step.")
+    scale_out: ScaleOutParams | None = None
+    rollback: RollbackParams | None = None
+    delete_pod: DeletePodParams | None = None
+    notify: NotifyParams | None = None
+
+    @model_validator(mode="after")
+    def _params_match_action(self) -> Self:
+        for action, field in _PARAMS_FIELD.items():
+            if getattr(self, field) is not None and self.action != action:
+                alias = self.model_fields[field].alias or field
+                raise ValueError(f"`{alias}` is set but action is {self.action!r}; remove it or set action: {action}")
+        if self.action == Action.NOTIFY and self.notify is None:
+            raise ValueError("action notify needs `notify.webhooks`")
+        return self
+
+
+class Playbook(WireModel):
+    """What to do about a confirmed anomaly, and the guardrails around doing it."""
+
+    steps: list[Step] = Field(default_factory=list, description="Tried in order until the signals recover.")
+    verify: Duration = Field(default="2m", description="How long to watch the signals after a step.")
+    cooldown: Duration = Field(default="10m", description="Minimum time between two actions on the target.")
+    max_actions_per_hour: Annotated[int, Field(ge=0, le=100)] = 3
+    escalation_hold: Duration = Field(
+        default="1h", description="After escalation, stop acting on the target for this long."
+    )
+    dry_run: bool = Field(default=False, description="Decide and record, but never change the workload.")
+    suspend: bool = Field(default=False, description="Keep detecting, take no action.")
+
+
+class PolicySpec(WireModel):
+    """The `spec` of an AnomalyPolicy."""
+
+    target: TargetRef
+    prometheus: PrometheusSpec = Field(default_factory=PrometheusSpec)
+    interval: Duration = Field(default="30s", description="How often the signals are evaluated.")
+    lookback: Duration = Field(default="1h", description="History back-filled on start to warm the detectors.")
+    evaluation_delay: Duration = Field(
+        default="10s",
+        description="Evaluate this far behind now, so an incomplete newest scrape is not taken for a drop.",
+    )
+    staleness: Duration = Field(
+        default="2m", description="A series whose newest sample is older than this has no data."
+    )
+    series_ttl: Duration = Field(default="10m", description="Forget a series that has been gone this long.")
+    max_series_per_signal: Annotated[int, Field(ge=1, le=10000)] = 1000
+    signals: Annotated[list[Signal], Field(min_length=1, max_length=32)]
+    confirm: Confirmation = Field(default_factory=Confirmation)
+    playbook: Playbook = Field(default_factory=Playbook)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        interval = parse_duration(self.interval)
+        if interval < 1:
+            raise ValueError(f"interval {self.interval!r} is too short; use at least 1s")
+        if parse_duration(self.lookback) < interval:
+            raise ValueError(f"lookback {self.lookback!r} must be at least the interval {self.interval!r}")
+        names = [signal.name for signal in self.signals]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"signal names must be unique; repeated: {', '.join(duplicates)}")
+        for index, step in enumerate(self.playbook.steps):
+            if step.when is None:
+                continue
+            unknown = sorted(set(step.when.anomalous + step.when.normal) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"playbook.steps[{index}].when names unknown signals {unknown}; known: {names}"
+                )
+        return self
+
+    @property
+    def interval_seconds(self) -> float:
+        return parse_duration(self.interval)

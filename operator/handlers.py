@@ -1,0 +1,67 @@
+"""The Kopf face of the operator: thin handlers over `loop.run_policy`.
+
+One daemon per AnomalyPolicy runs its monitor; an update handler wakes it when the spec
+changes so the new spec takes effect at once; Kopf cancels the daemon when the policy is
+deleted. This is the only module that knows Kopf's decorators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from homeostat.api.base import GROUP, VERSION
+from homeostat.operator.loop import Dependencies, PolicyRef, run_policy
+
+PLURAL = "anomalypolicies"
+
+
+def register_handlers(*, registry: kopf.OperatorRegistry, deps: Dependencies) -> None:
+    """Register the policy handlers on `registry`, closing over explicit dependencies."""
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Keep Kopf's bookkeeping in annotations: our status has a strict schema that would
+        # prune Kopf's own `status.kopf` fields on a real API server.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+        settings.posting.level = logging.WARNING  # only warnings of handlers become Events
+        settings.watching.server_timeout = 300
+        settings.networking.request_timeout = 60
+
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
+    def spec_changed(memo: kopf.Memo, **_: Any) -> None:
+        wakeup = memo.get("wakeup")
+        if isinstance(wakeup, asyncio.Event):
+            wakeup.set()
+
+    @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, cancellation_timeout=10.0, cancellation_backoff=0)
+    async def monitor_policy(
+        name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+    ) -> None:
+        assert namespace is not None, "AnomalyPolicy is a namespaced resource"
+        wakeup = asyncio.Event()
+        memo["wakeup"] = wakeup
+
+        def read_spec() -> tuple[dict[str, Any] | None, int | None]:
+            spec = body.get("spec")  # Kopf keeps a daemon's body live: this is the newest spec
+            return (dict(spec) if spec is not None else None), body.get("metadata", {}).get("generation")
+
+        async def wait_for_change(timeout: float | None) -> bool:
+            try:
+                await asyncio.wait_for(wakeup.wait(), timeout)
+            except TimeoutError:
+                return False
+            wakeup.clear()
+            return True
+
+        def emit(*, type: str, reason: str, message: str) -> None:
+            kopf.event(body, type=type, reason=reason, message=message[:1024])
+
+        await run_policy(
+            ref=PolicyRef(namespace=namespace, name=name),
+            read_spec=read_spec, wait_for_change=wait_for_change, deps=deps, emit=emit,
+        )

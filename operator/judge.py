@@ -1,0 +1,166 @@
+"""The `series -> detector -> verdict` step for one signal in one evaluation cycle.
+
+Each fresh sample is scored then learned by its series' detector; hard guards (an SLO) make a
+point anomalous whatever the baseline; a series is *confirmed* when at least k of its last n
+points were anomalous. Missing, stale, NaN or Inf data is "no data": it is never anomalous,
+never learned, and it breaks a run of anomalous points, so nothing is ever acted on because
+of data we do not have.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from homeostat.api.policy import GuardSpec, Signal
+from homeostat.api.status import SeriesStatus, SeriesVerdict, SignalStatus
+from homeostat.detectors import Verdict
+from homeostat.operator.prometheus import Sample
+from homeostat.operator.series import SeriesState, SeriesTable
+
+MAX_SERIES_IN_STATUS = 20
+
+
+@dataclass
+class SignalJudgement:
+    """The outcome for one signal: its status and the confirmed series, most anomalous first."""
+
+    status: SignalStatus
+    confirmed: list[SeriesState] = field(default_factory=list)
+    detector_seconds: float = 0.0
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _guard_breach(guard: GuardSpec | None, value: float) -> str | None:
+    if guard is None:
+        return None
+    if guard.above is not None and value > guard.above:
+        return f"guard: {value:.4g} > {guard.above:g}"
+    if guard.below is not None and value < guard.below:
+        return f"guard: {value:.4g} < {guard.below:g}"
+    return None
+
+
+def _series_status(state: SeriesState, verdict: SeriesVerdict, reason: str, k: int) -> SeriesStatus:
+    last = state.last_verdict
+    return SeriesStatus(
+        labels=state.labels,
+        value=_finite_or_none(state.last_value),
+        expected=_finite_or_none(last.expected) if last else None,
+        lower=_finite_or_none(last.lower) if last else None,
+        upper=_finite_or_none(last.upper) if last else None,
+        score=_finite_or_none(last.score) if last else None,
+        verdict=verdict,
+        reason=reason,
+        anomalous_points=f"{state.anomalous_count}/{state.window.maxlen}",
+    )
+
+
+def judge_signal(
+    *,
+    signal: Signal,
+    table: SeriesTable,
+    samples: list[Sample] | None,
+    no_data_reason: str,
+    now: float,
+    staleness: float,
+    confirm_k: int,
+) -> SignalJudgement:
+    """Feed this cycle's samples to their detectors and judge the signal.
+
+    `samples` is None when the query failed; `no_data_reason` then says why.
+    """
+    table.refused = 0
+    rows: list[tuple[float, SeriesStatus]] = []
+    seen: set[int] = set()
+    detector_seconds = 0.0
+
+    for sample in samples or []:
+        state = table.get_or_create(sample.labels, now=now)
+        if state is None:
+            continue
+        seen.add(id(state))
+        state.last_seen = now
+        state.last_value = sample.value
+        if not math.isfinite(sample.value):
+            state.window.append(False)
+            rows.append((0.0, _series_status(state, SeriesVerdict.NO_DATA, f"value is {sample.value}", confirm_k)))
+            continue
+        started = time.perf_counter()
+        verdict: Verdict = state.detector.update_one(sample.t, sample.value)
+        detector_seconds += time.perf_counter() - started
+        state.last_verdict = verdict
+        state.learned_points += 1
+        breach = _guard_breach(signal.guard, sample.value)
+        anomalous = breach is not None or (verdict.warm and verdict.alarm)
+        state.window.append(anomalous)
+        if anomalous:
+            kind, reason = SeriesVerdict.ANOMALOUS, breach or verdict.reason
+        elif not verdict.warm:
+            kind, reason = SeriesVerdict.LEARNING, verdict.reason
+        else:
+            kind, reason = SeriesVerdict.NORMAL, verdict.reason
+        rows.append((verdict.score + (1.0 if anomalous else 0.0), _series_status(state, kind, reason, confirm_k)))
+
+    for state in table:
+        if id(state) in seen:
+            continue
+        state.window.append(False)  # no data breaks a run of anomalous points
+        reason = no_data_reason if samples is None else f"stale: no sample for {now - state.last_seen:.0f}s"
+        if samples is None or now - state.last_seen >= staleness:
+            rows.append((-1.0, _series_status(state, SeriesVerdict.NO_DATA, reason, confirm_k)))
+
+    confirmed = sorted(
+        (state for state in table if id(state) in seen and state.anomalous_count >= confirm_k),
+        key=lambda s: -(s.last_verdict.score if s.last_verdict else 1.0),
+    )
+    rows.sort(key=lambda row: -row[0])
+    series = [status for _, status in rows]
+    counts = {verdict: sum(1 for s in series if s.verdict == verdict) for verdict in SeriesVerdict}
+    if samples is None:
+        overall, message = SeriesVerdict.NO_DATA, no_data_reason
+    elif not samples:
+        overall, message = SeriesVerdict.NO_DATA, "the query returned no series"
+    elif counts[SeriesVerdict.ANOMALOUS]:
+        overall, message = SeriesVerdict.ANOMALOUS, f"{counts[SeriesVerdict.ANOMALOUS]} series anomalous"
+    elif counts[SeriesVerdict.NORMAL]:
+        overall, message = SeriesVerdict.NORMAL, ""
+    elif counts[SeriesVerdict.LEARNING]:
+        overall, message = SeriesVerdict.LEARNING, "detectors are still learning"
+    else:
+        overall, message = SeriesVerdict.NO_DATA, "no series has a finite value"
+    if table.refused:
+        message = (message + "; " if message else "") + (
+            f"{table.refused} series not tracked (limit {table.max_series}); raise spec.maxSeriesPerSignal"
+        )
+    status = SignalStatus(
+        name=signal.name,
+        verdict=overall,
+        confirmed=bool(confirmed),
+        series_count=len(table),
+        anomalous_series=counts[SeriesVerdict.ANOMALOUS],
+        series=series[:MAX_SERIES_IN_STATUS],
+        message=message,
+    )
+    return SignalJudgement(status=status, confirmed=confirmed, detector_seconds=detector_seconds)
+
+
+def backfill_series(
+    *, table: SeriesTable, labels: dict[str, str], points: list[tuple[float, float]], now: float
+) -> int:
+    """Warm a series' detector on history: learn only, never count towards confirmation."""
+    state = table.get_or_create(labels, now=now)
+    if state is None:
+        return 0
+    learned = 0
+    for t, x in points:
+        if math.isfinite(x):
+            state.last_verdict = state.detector.update_one(t, x)
+            state.last_value = x
+            learned += 1
+    state.learned_points += learned
+    return learned

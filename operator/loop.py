@@ -1,0 +1,232 @@
+"""The life of one policy's monitor: validate, warm up, evaluate every interval, report.
+
+`run_policy` is what the Kopf daemon runs for each AnomalyPolicy. It never raises for bad
+input: an invalid spec, a rejected query, a missing target or an unreachable Prometheus each
+become a condition and a Warning Event, and the loop goes on (other policies are unaffected).
+A changed spec rebuilds the monitor from scratch; cancellation (policy deleted, operator
+stopping) frees its state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kubernetes.client.exceptions import ApiException
+
+from homeostat.api.durations import parse_duration
+from homeostat.api.policy import PolicySpec
+from homeostat.api.status import PolicyStatus
+from homeostat.operator.kube import KubeApi
+from homeostat.operator.metrics import OperatorMetrics
+from homeostat.operator.monitor import PolicyMonitor
+from homeostat.operator.policy_status import cycle_status, invalid_status
+from homeostat.operator.prometheus import PrometheusSource
+from homeostat.operator.settings import OperatorSettings
+from homeostat.operator.validation import InvalidSpec, SpecProblem, validate_spec
+
+logger = logging.getLogger(__name__)
+
+
+class EmitEvent(Protocol):
+    """Post a Kubernetes Event about the policy (Kopf's `kopf.event` in production)."""
+
+    def __call__(self, *, type: str, reason: str, message: str) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dependencies:
+    """Everything a policy loop needs from outside, passed in rather than global."""
+
+    settings: OperatorSettings
+    metrics: OperatorMetrics
+    kube: KubeApi
+    make_source: Callable[..., PrometheusSource] = PrometheusSource
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyRef:
+    namespace: str
+    name: str
+
+
+class _Reporter:
+    """Writes status and posts each distinct warning once, not every cycle."""
+
+    def __init__(self, *, ref: PolicyRef, deps: Dependencies, emit: EmitEvent) -> None:
+        self.ref = ref
+        self.deps = deps
+        self.emit = emit
+        self.status = PolicyStatus()
+        self._said: dict[str, str] = {}
+
+    def warn_once(self, reason: str, message: str, *, identity: str | None = None) -> None:
+        """Post a Warning unless the same one (by `identity`, default the message) is standing."""
+        identity = message if identity is None else identity
+        if self._said.get(reason) != identity:
+            self._said[reason] = identity
+            self.emit(type="Warning", reason=reason, message=message)
+
+    def clear(self, reason: str, *, normal_reason: str | None = None, message: str = "") -> None:
+        if reason in self._said:
+            del self._said[reason]
+            if normal_reason:
+                self.emit(type="Normal", reason=normal_reason, message=message)
+
+    async def write(self, status: PolicyStatus) -> None:
+        self.status = status
+        body = status.model_dump(mode="json", by_alias=True)  # keep nulls: they clear old values
+        try:
+            await self.deps.kube.patch_policy_status(namespace=self.ref.namespace, name=self.ref.name, status=body)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise asyncio.CancelledError from exc  # the policy is gone; Kopf stops us too
+            logger.warning("status of %s/%s not written: %s", self.ref.namespace, self.ref.name, exc.reason)
+
+
+async def _resolve_source(
+    *, spec: PolicySpec, ref: PolicyRef, deps: Dependencies
+) -> PrometheusSource:
+    url = spec.prometheus.url or deps.settings.prometheus_url
+    if not url:
+        raise InvalidSpec([SpecProblem(
+            "spec.prometheus.url",
+            "is not set and the operator has no --prometheus-url; set one of them",
+        )])
+    token = None
+    secret_ref = spec.prometheus.bearer_token_secret_ref
+    if secret_ref is not None:
+        token = await deps.kube.read_secret_key(namespace=ref.namespace, name=secret_ref.name, key=secret_ref.key)
+        if token is None:
+            raise InvalidSpec([SpecProblem(
+                "spec.prometheus.bearerTokenSecretRef",
+                f"Secret {secret_ref.name!r} with key {secret_ref.key!r} not found in namespace "
+                f"{ref.namespace!r}; create it or fix the reference",
+            )])
+    source: PrometheusSource = deps.make_source(url=url, timeout=parse_duration(spec.prometheus.timeout),
+                                                bearer_token=token)
+    return source
+
+
+async def _target_problem(*, spec: PolicySpec, ref: PolicyRef, kube: KubeApi) -> str | None:
+    try:
+        exists = await kube.target_exists(namespace=ref.namespace, target=spec.target)
+    except ApiException as exc:
+        return f"could not read spec.target: {exc.status} {exc.reason}"
+    if exists:
+        return None
+    return (
+        f"spec.target.name: {spec.target.kind} {spec.target.name!r} not found in namespace "
+        f"{ref.namespace!r}; create it or fix the name"
+    )
+
+
+def _fingerprint(raw: Mapping[str, Any] | None) -> str:
+    return json.dumps(raw, sort_keys=True, default=str)
+
+
+async def run_policy(
+    *,
+    ref: PolicyRef,
+    read_spec: Callable[[], tuple[Mapping[str, Any] | None, int | None]],
+    wait_for_change: Callable[[float | None], Awaitable[bool]],
+    deps: Dependencies,
+    emit: EmitEvent,
+) -> None:
+    """Monitor one policy until cancelled.
+
+    `read_spec` returns the current spec and generation (Kopf's live body); `wait_for_change`
+    sleeps until the timeout or until the spec changes, returning True on a change.
+    """
+    reporter = _Reporter(ref=ref, deps=deps, emit=emit)
+    monitor: PolicyMonitor | None = None
+    fingerprint: str | None = None
+    try:
+        while True:
+            raw, generation = read_spec()
+            if _fingerprint(raw) != fingerprint:
+                fingerprint = _fingerprint(raw)
+                if monitor is not None:
+                    monitor.source.close()
+                    monitor = None
+                try:
+                    spec = validate_spec(raw)
+                    source = await _resolve_source(spec=spec, ref=ref, deps=deps)
+                except InvalidSpec as exc:
+                    await reporter.write(invalid_status(reporter.status, exc.problems, generation=generation))
+                    reporter.warn_once("InvalidSpec", str(exc))
+                    deps.metrics.evaluations.labels(ref.namespace, ref.name, "invalid").inc()
+                    await wait_for_change(None)
+                    continue
+                reporter.clear("InvalidSpec", normal_reason="SpecAccepted", message="the spec is valid again")
+                monitor = PolicyMonitor(
+                    namespace=ref.namespace, name=ref.name, spec=spec, source=source, metrics=deps.metrics
+                )
+                learned = await monitor.backfill()
+                emit(type="Normal", reason="MonitorStarted",
+                     message=f"watching {len(spec.signals)} signals every {spec.interval}; "
+                             f"back-filled {learned} points")
+                schedule = time.monotonic()
+            assert monitor is not None
+            interval = max(monitor.spec.interval_seconds, deps.settings.status_interval_floor)
+            deps.metrics.evaluation_lag.labels(ref.namespace, ref.name).set(max(0.0, time.monotonic() - schedule))
+            await _one_cycle(monitor=monitor, ref=ref, deps=deps, reporter=reporter, generation=generation)
+            schedule += interval
+            if schedule < time.monotonic():  # fell behind (slow Prometheus): do not burst to catch up
+                schedule = time.monotonic()
+            await wait_for_change(max(0.0, schedule - time.monotonic()))
+    finally:
+        if monitor is not None:
+            monitor.source.close()
+            deps.metrics.forget_policy(namespace=ref.namespace, policy=ref.name,
+                                       signals=[s.name for s in monitor.spec.signals])
+
+
+async def _one_cycle(
+    *, monitor: PolicyMonitor, ref: PolicyRef, deps: Dependencies, reporter: _Reporter, generation: int | None
+) -> None:
+    spec = monitor.spec
+    target_problem = await _target_problem(spec=spec, ref=ref, kube=deps.kube)
+    result = await monitor.evaluate()
+    query_problems = [
+        SpecProblem(f"spec.signals[{index}].query", f"Prometheus rejected it: {error}; fix the PromQL")
+        for index, error in result.rejected.items()
+    ]
+    status = cycle_status(
+        reporter.status, result, generation=generation,
+        query_problems=query_problems, target_problem=target_problem,
+    )
+    await reporter.write(status)
+
+    outcome = "rejected" if query_problems else "unavailable" if result.unavailable else "ok"
+    deps.metrics.evaluations.labels(ref.namespace, ref.name, outcome).inc()
+    if query_problems:
+        reporter.warn_once("QueryRejected", "; ".join(str(p) for p in query_problems))
+    else:
+        reporter.clear("QueryRejected")
+    if result.unavailable:
+        reporter.warn_once("PrometheusUnavailable", result.unavailable)
+    else:
+        reporter.clear("PrometheusUnavailable", normal_reason="PrometheusReachable",
+                       message="Prometheus answers again")
+    if target_problem:
+        reporter.warn_once("TargetNotFound", target_problem)
+    else:
+        reporter.clear("TargetNotFound", normal_reason="TargetFound", message=f"{spec.target.kind} found")
+    confirmed = result.confirmed
+    if confirmed:
+        details = []
+        for name in confirmed:
+            top = result.judgements[name].confirmed[0]
+            verdict = top.last_verdict
+            expected = f", expected {verdict.expected:.4g}" if verdict else ""
+            details.append(f"{name} {dict(top.labels) or ''} value {top.last_value:.4g}{expected}".replace(" {}", ""))
+        reporter.warn_once("AnomalyConfirmed", "anomaly confirmed: " + "; ".join(details),
+                           identity=",".join(sorted(confirmed)))
+    else:
+        reporter.clear("AnomalyConfirmed", normal_reason="AnomalyCleared", message="all signals back to normal")

@@ -1,0 +1,59 @@
+"""The operator's own Prometheus metrics (`homeostat_` prefix), so it can be watched too.
+
+One `OperatorMetrics` per process, built on its own registry and passed to whoever records,
+which keeps tests free to build as many as they like.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+@dataclass
+class OperatorMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.evaluations = Counter(
+            "homeostat_evaluations", "Policy evaluation cycles, by outcome.", ["namespace", "policy", "outcome"],
+            registry=r,
+        )
+        self.query_seconds = Histogram(
+            "homeostat_query_duration_seconds", "Latency of Prometheus queries.", ["kind"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r,
+        )
+        self.query_errors = Counter(
+            "homeostat_query_errors", "Prometheus queries that failed, by reason.", ["reason"], registry=r
+        )
+        self.series_tracked = Gauge(
+            "homeostat_series_tracked", "Series with detector state.", ["namespace", "policy", "signal"], registry=r
+        )
+        self.detector_seconds = Counter(
+            "homeostat_detector_seconds", "CPU time spent in detectors.", ["detector"], registry=r
+        )
+        self.anomalous_series = Gauge(
+            "homeostat_anomalous_series", "Series judged anomalous in the last cycle.",
+            ["namespace", "policy", "signal"], registry=r,
+        )
+        self.policies = Gauge("homeostat_policies", "Policies by phase.", ["phase"], registry=r)
+        self.evaluation_lag = Gauge(
+            "homeostat_evaluation_lag_seconds", "How late the last cycle started against its schedule.",
+            ["namespace", "policy"], registry=r,
+        )
+
+    def forget_policy(self, *, namespace: str, policy: str, signals: list[str]) -> None:
+        """Drop a deleted policy's labelled series so the metrics do not grow forever."""
+        for metric in (self.series_tracked, self.anomalous_series):
+            for signal in signals:
+                with contextlib.suppress(KeyError):
+                    metric.remove(namespace, policy, signal)
+        with contextlib.suppress(KeyError):
+            self.evaluation_lag.remove(namespace, policy)
+
+    def serve(self, *, host: str, port: int) -> None:
+        """Expose `/metrics` on a port (a background thread of prometheus_client)."""
+        start_http_server(port, addr=host, registry=self.registry)

@@ -1,0 +1,150 @@
+"""One policy's detection state and its evaluation cycle: queries -> series -> verdicts.
+
+A `PolicyMonitor` owns the per-series detector tables of one policy's signals. It knows
+nothing of Kubernetes: it is given a Prometheus source and a clock, and returns what it
+found, which `loop.py` writes to the policy's status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from homeostat.api.durations import parse_duration
+from homeostat.api.policy import PolicySpec, Signal
+from homeostat.api.status import SignalStatus
+from homeostat.detectors import Detector, create
+from homeostat.operator.judge import SignalJudgement, backfill_series, judge_signal
+from homeostat.operator.metrics import OperatorMetrics
+from homeostat.operator.prometheus import PrometheusSource, PrometheusUnavailable, QueryRejected, Sample
+from homeostat.operator.series import SeriesTable
+
+
+@dataclass
+class CycleResult:
+    """What one evaluation cycle found."""
+
+    evaluated_at: float
+    judgements: dict[str, SignalJudgement] = field(default_factory=dict)
+    rejected: dict[int, str] = field(default_factory=dict)  # signal index -> Prometheus' error
+    unavailable: str | None = None  # why Prometheus gave no data, when it did not
+
+    @property
+    def signals(self) -> list[SignalStatus]:
+        return [judgement.status for judgement in self.judgements.values()]
+
+    @property
+    def confirmed(self) -> list[str]:
+        return [name for name, judgement in self.judgements.items() if judgement.confirmed]
+
+
+def _detector_factory(signal: Signal) -> Callable[[], Detector]:
+    def make() -> Detector:
+        return create(signal.detector.name, direction=signal.direction, sensitivity=signal.detector.sensitivity)
+
+    return make
+
+
+class PolicyMonitor:
+    """Detection state of one policy; rebuilt from scratch when the spec changes."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        spec: PolicySpec,
+        source: PrometheusSource,
+        metrics: OperatorMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.spec = spec
+        self.source = source
+        self.metrics = metrics
+        self.clock = clock
+        self.delay = parse_duration(spec.evaluation_delay)
+        self.staleness = parse_duration(spec.staleness)
+        self.tables: dict[str, SeriesTable] = {
+            signal.name: SeriesTable(
+                make_detector=_detector_factory(signal),
+                window_size=spec.confirm.n,
+                ttl=parse_duration(spec.series_ttl),
+                max_series=spec.max_series_per_signal,
+            )
+            for signal in spec.signals
+        }
+
+    async def _query(self, kind: str, call: Callable[[], object]) -> object:
+        started = time.perf_counter()
+        try:
+            return await asyncio.to_thread(call)
+        except QueryRejected:
+            self.metrics.query_errors.labels("rejected").inc()
+            raise
+        except PrometheusUnavailable:
+            self.metrics.query_errors.labels("unavailable").inc()
+            raise
+        finally:
+            self.metrics.query_seconds.labels(kind).observe(time.perf_counter() - started)
+
+    async def backfill(self) -> int:
+        """Warm every detector on `lookback` of history with one range query per signal.
+
+        Errors are not fatal: detectors then simply learn from live data.
+        """
+        end = self.clock() - self.delay
+        start = end - parse_duration(self.spec.lookback)
+        learned = 0
+        for signal in self.spec.signals:
+            try:
+                result = await self._query(
+                    "range",
+                    functools.partial(
+                        self.source.range, signal.query, start=start, end=end, step=self.spec.interval_seconds
+                    ),
+                )
+            except (QueryRejected, PrometheusUnavailable):
+                continue
+            assert isinstance(result, list)
+            for series in result:
+                learned += backfill_series(
+                    table=self.tables[signal.name], labels=dict(series.labels), points=series.points, now=end
+                )
+        return learned
+
+    async def evaluate(self) -> CycleResult:
+        """One cycle: query every signal at `now - delay`, judge each series, expire old ones."""
+        now = self.clock()
+        at = now - self.delay
+        result = CycleResult(evaluated_at=now)
+        for index, signal in enumerate(self.spec.signals):
+            samples: list[Sample] | None = None
+            reason = ""
+            try:
+                answer = await self._query("instant", functools.partial(self.source.instant, signal.query, at=at))
+                assert isinstance(answer, list)
+                samples = answer
+            except QueryRejected as exc:
+                result.rejected[index] = str(exc)
+                reason = f"Prometheus rejected the query: {exc}"
+            except PrometheusUnavailable as exc:
+                result.unavailable = str(exc)
+                reason = str(exc)
+            table = self.tables[signal.name]
+            judgement = judge_signal(
+                signal=signal, table=table, samples=samples, no_data_reason=reason,
+                now=now, staleness=self.staleness, confirm_k=self.spec.confirm.k,
+            )
+            table.expire(now=now)
+            result.judgements[signal.name] = judgement
+            self.metrics.detector_seconds.labels(signal.detector.name).inc(judgement.detector_seconds)
+            self.metrics.series_tracked.labels(self.namespace, self.name, signal.name).set(len(table))
+            self.metrics.anomalous_series.labels(self.namespace, self.name, signal.name).set(
+                judgement.status.anomalous_series
+            )
+        return result

@@ -1,0 +1,20 @@
+"""Operator-wide settings, built once from the command line and passed in explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperatorSettings:
+    """What every policy monitor shares; nothing here is read from globals."""
+
+    prometheus_url: str | None = None  # used when a policy names none
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    dry_run: bool = False  # operator-wide dry run: decide and record, never change workloads
+    metrics_port: int = 9464  # 0 disables the metrics endpoint
+    metrics_host: str = "0.0.0.0"
+    liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
+    status_interval_floor: float = 1.0  # never evaluate more often than this, whatever a spec says
+    max_concurrent_remediations: int = 5  # operator-wide blast radius
+    extra: dict[str, str] = field(default_factory=dict)
