@@ -230,9 +230,7 @@ class BaseDetector(abc.ABC):
         if state.get("kind") != self.kind:
             raise ValueError(f"state of kind {state.get('kind')!r} cannot restore a {self.kind!r} detector")
         if state.get("version") != self.state_version:
-            raise ValueError(
-                f"state version {state.get('version')!r} of {self.kind!r} is not {self.state_version}"
-            )
+            raise ValueError(f"state version {state.get('version')!r} of {self.kind!r} is not {self.state_version}")
         self.direction = parse_direction(state["direction"])
         self.sensitivity = parse_sensitivity(state["sensitivity"])
         self.fp_factor = float(state["fp_factor"])

@@ -18,7 +18,7 @@ Factory = Callable[[Direction, str], Detector]
 _FACTORIES: dict[str, Factory] = {}
 
 #: The detector that ``create("default")`` builds.
-DEFAULT = "robust_zscore"
+DEFAULT = "adaptive"
 
 
 def register(name: str, factory: Factory) -> None:
@@ -34,9 +34,7 @@ def names() -> list[str]:
     return sorted([*_FACTORIES, "default"])
 
 
-def create(
-    name: str = "default", *, direction: Direction | str = "up", sensitivity: str = "medium"
-) -> Detector:
+def create(name: str = "default", *, direction: Direction | str = "up", sensitivity: str = "medium") -> Detector:
     """Build a fresh detector by name.
 
     Raises ``KeyError`` for an unknown name and ``ValueError`` for an unknown direction or
@@ -58,6 +56,8 @@ def _register_builtins() -> None:
     if _BUILTINS_DONE:
         return
     _BUILTINS_DONE = True
+    from .adaptive import Adaptive
     from .robust_zscore import RobustZScore
 
+    register("adaptive", lambda d, s: Adaptive(direction=d, sensitivity=s))
     register("robust_zscore", lambda d, s: RobustZScore(direction=d, sensitivity=s))
