@@ -1,0 +1,137 @@
+"""What an evaluation returns: corpus scores per profile, alarm metrics, per-file details."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .alarms import AlarmCounts
+from .scoring import FileScore
+
+__all__ = ["EvaluationResult", "FileResult", "ProfileResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileResult:
+    """One profile's corpus result at its best threshold.
+
+    ``score`` is normalised: ``100 * (raw - null_raw) / (perfect_raw - null_raw)``; None when
+    the corpus has no window after probation (nothing to normalise against).
+    """
+
+    profile: str
+    score: float | None
+    threshold: float
+    raw: float
+    null_raw: float
+    perfect_raw: float
+    windows_detected: int
+    false_positives: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """For JSON."""
+        return {
+            "score": self.score,
+            "threshold": self.threshold,
+            "raw": self.raw,
+            "null_raw": self.null_raw,
+            "perfect_raw": self.perfect_raw,
+            "windows_detected": self.windows_detected,
+            "false_positives": self.false_positives,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    """One labelled file: its share of each profile's raw score and its alarm counts."""
+
+    path: str
+    points: int
+    probation: int
+    windows: int  # windows scored (reaching past probation)
+    windows_in_probation: int
+    windows_without_points: int
+    alarms: AlarmCounts
+    nab: dict[str, FileScore]  # profile name -> result at that profile's corpus threshold
+
+    def as_dict(self) -> dict[str, Any]:
+        """For JSON."""
+        return {
+            "file": self.path,
+            "points": self.points,
+            "probation": self.probation,
+            "windows": self.windows,
+            "windows_in_probation": self.windows_in_probation,
+            "windows_without_points": self.windows_without_points,
+            "alarms": self.alarms.as_dict(),
+            "nab": {
+                name: {
+                    "raw": s.raw,
+                    "windows_detected": s.windows_detected,
+                    "false_positives": s.false_positives,
+                }
+                for name, s in self.nab.items()
+            },
+        }
+
+    def flat(self) -> dict[str, Any]:
+        """One CSV row: nested fields become ``alarm_*`` and ``<profile>_*`` columns."""
+        row: dict[str, Any] = {
+            "file": self.path,
+            "points": self.points,
+            "probation": self.probation,
+            "windows": self.windows,
+            "windows_in_probation": self.windows_in_probation,
+            "windows_without_points": self.windows_without_points,
+        }
+        for key, value in self.alarms.as_dict().items():
+            if key != "windows":
+                row[f"alarm_{key}"] = value
+        for name, s in self.nab.items():
+            row[f"{name}_raw"] = s.raw
+            row[f"{name}_windows_detected"] = s.windows_detected
+            row[f"{name}_false_positives"] = s.false_positives
+        return row
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationResult:
+    """A detector's evaluation on one corpus.
+
+    ``files`` holds the labelled files (the scored ones), sorted by path; ``unlabeled``
+    were run and written but not scored; ``labels_without_file`` name labels keys with no CSV.
+    """
+
+    detector: str
+    direction: str
+    sensitivity: str
+    profiles: dict[str, ProfileResult]
+    alarms: AlarmCounts
+    files: list[FileResult]
+    points: int
+    unlabeled: list[str] = field(default_factory=list)
+    labels_without_file: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def score(self, profile: str = "standard") -> float | None:
+        """The normalised NAB score of ``profile``."""
+        return self.profiles[profile].score
+
+    def as_dict(self, *, per_file: bool = False) -> dict[str, Any]:
+        """The summary printed by ``homeostat eval`` (and the per-file list if asked)."""
+        summary: dict[str, Any] = {
+            "detector": self.detector,
+            "direction": self.direction,
+            "sensitivity": self.sensitivity,
+            "files": len(self.files),
+            "points": self.points,
+            "windows": sum(f.windows for f in self.files),
+            "nab": {name: p.as_dict() for name, p in self.profiles.items()},
+            "alarms": self.alarms.as_dict(),
+            "unlabeled_files": self.unlabeled,
+            "labels_without_file": self.labels_without_file,
+            "seconds": round(self.seconds, 3),
+        }
+        if per_file:
+            summary["per_file"] = [f.as_dict() for f in self.files]
+        return summary
