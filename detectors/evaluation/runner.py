@@ -246,9 +246,13 @@ def _run_in_worker(path: str) -> DetectedSeries:
 
 
 def _count_rows(path: Path) -> int:
+    """Data rows, for the progress bar's total (the last line may lack its newline)."""
+    lines, last = 0, b"\n"
     with path.open("rb") as handle:
-        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
-    return max(lines - 1, 0)
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return max(lines + (last != b"\n") - 1, 0)
 
 
 def _with_seconds(result: EvaluationResult, seconds: float) -> EvaluationResult:
