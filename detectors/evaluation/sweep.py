@@ -53,7 +53,7 @@ def sweep_corpus(*, series: Sequence[ScorableSeries], profile: Profile) -> Sweep
         ]
     )
     total_windows = int(offsets[-1])
-    nothing = -profile.fn * total_windows
+    nothing = 0.0 - profile.fn * total_windows  # 0.0, not -0.0, for a corpus without windows
     if scores.size == 0:
         return Sweep(thresholds=np.array([NOTHING_DETECTED]), raw=np.array([float(nothing)]))
 

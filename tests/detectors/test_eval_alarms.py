@@ -23,7 +23,8 @@ def test_counts_add_up_over_files_before_dividing() -> None:
     total = AlarmCounts(alarms=1, alarms_in_windows=1, windows=1, windows_alarmed=1) + AlarmCounts(
         alarms=3, alarms_in_windows=0, windows=1, windows_alarmed=0
     )
-    assert (total.precision, total.recall, total.f1) == (0.25, 0.5, pytest.approx(1 / 3))
+    assert (total.precision, total.recall) == (0.25, 0.5)
+    assert total.f1 == pytest.approx(1 / 3)
 
 
 def test_undefined_ratios_are_none_not_zero() -> None:

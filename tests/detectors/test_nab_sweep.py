@@ -37,7 +37,9 @@ def test_sweep_candidates_by_hand() -> None:
     before = 25 * -0.11  # rows 15..39
     after = sum(0.11 * math.tanh(-2.5 * (i - 49) / 9) if (i - 49) / 9 <= 3 else -0.11 for i in range(50, 100))
     assert sweep.raw[4] == pytest.approx(1.0 + before + after, abs=1e-9)
-    assert sweep.best() == (0.9, pytest.approx(0.7502795, abs=1e-7))
+    threshold, best = sweep.best()
+    assert threshold == 0.9
+    assert best == pytest.approx(0.7502795, abs=1e-7)
 
 
 def test_ties_go_to_the_highest_threshold() -> None:
