@@ -27,6 +27,7 @@ import attrs
 import kmock
 
 from homeostat.lab.kube import discovery, errors, tables
+from homeostat.lab.kube.patching import APPLY_PATCH
 from homeostat.lab.kube.registry import ResourceType
 from homeostat.lab.kube.selectors import matcher as make_matcher
 from homeostat.lab.kube.store import Store
@@ -275,6 +276,9 @@ class ApiHandler(kmock.KubernetesEmulator):
             return _json(store.replace(rt, namespace, name, request.data, subresource=target.subresource,
                                        dry_run=dry_run))
         if method == "PATCH":
+            if (record.content_type or "").split(";")[0].strip() == APPLY_PATCH:
+                raise errors.ApiError(415, "UnsupportedMediaType", "server-side apply "
+                                      "(application/apply-patch+yaml) is not supported by the emulated API server")
             if request.data is None:
                 raise errors.bad_request("the body of the request was in an unknown format")
             return _json(store.patch(rt, namespace, name, request.data, record.content_type or "",

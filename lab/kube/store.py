@@ -404,11 +404,12 @@ class Store:
         if dry_run:
             return self.render(rt, new)
         key = self._key(rt, old_meta.get("namespace"), old_meta["name"])
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            # The last finalizer is gone: the update becomes the deletion (one DELETED event).
+            return self._remove(rt, key, new, propagation="Background")
         self._commit(rt, key, new, "MODIFIED", old)
         if rt.group_resource == CRD_GROUP_RESOURCE:
             self._register_crd(new)
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            return self._remove(rt, key, new, propagation="Background")
         return self.render(rt, new)
 
     def delete(self, rt: ResourceType, namespace: str | None, name: str, *,

@@ -1,0 +1,31 @@
+"""The request log (for the RBAC test) and KMock's DSL still answering first (fault injection)."""
+
+from __future__ import annotations
+
+import kmock
+
+from .conftest import MERGE, WIDGETS, widget
+
+
+def test_every_request_is_recorded_with_its_status(http, cluster):
+    http.post(WIDGETS, json=widget("w1"))
+    http.patch(f"{WIDGETS}/w1", json={"spec": {"target": "b"}}, headers=MERGE)
+    http.get(f"{WIDGETS}/nope")
+    http.get(WIDGETS, params={"watch": "true", "timeoutSeconds": "0.1"})
+    log = cluster.requests
+    assert [(r.method, r.path, r.status) for r in log] == [
+        ("POST", WIDGETS, 201), ("PATCH", f"{WIDGETS}/w1", 200), ("GET", f"{WIDGETS}/nope", 404),
+        ("GET", WIDGETS, 200)]
+    assert log[1].content_type == "application/merge-patch+json"
+    assert log[1].body == {"spec": {"target": "b"}}
+    assert log[0].body["metadata"]["name"] == "w1"
+    assert log[3].query == {"watch": "true", "timeoutSeconds": "0.1"}
+    assert [r.verb for r in log] == ["create", "patch", "get", "watch"]
+
+
+def test_kmock_reactions_override_the_emulator(http, cluster):
+    cluster.handler["patch", kmock.resource("lab.homeostat.io", "v1", "widgets")] << 503
+    http.post(WIDGETS, json=widget("w1"))
+    assert http.patch(f"{WIDGETS}/w1", json={"spec": {"target": "b"}}, headers=MERGE).status_code == 503
+    assert http.get(f"{WIDGETS}/w1").json()["spec"]["target"] == "api"
+    assert cluster.requests[-2].status == 503
