@@ -139,7 +139,7 @@ def ratio_to_score(r: float) -> float:
     """
     if not r > 0.0:  # also catches nan
         return 0.0
-    if math.isinf(r):
+    if r > 1e150:  # also inf; r * r would overflow
         return 1.0
     r2 = r * r
     return r2 / (1.0 + r2)

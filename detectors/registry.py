@@ -57,7 +57,17 @@ def _register_builtins() -> None:
         return
     _BUILTINS_DONE = True
     from .adaptive import Adaptive
+    from .dspot import DSpot
+    from .ewma import EWMA
+    from .forecast import HoltResidual
+    from .hst import LagHalfSpaceTrees
     from .robust_zscore import RobustZScore
+    from .seasonal import SeasonalBaseline
 
     register("adaptive", lambda d, s: Adaptive(direction=d, sensitivity=s))
+    register("dspot", lambda d, s: DSpot(direction=d, sensitivity=s))
+    register("ewma", lambda d, s: EWMA(direction=d, sensitivity=s))
+    register("forecast", lambda d, s: HoltResidual(direction=d, sensitivity=s))
+    register("hst", lambda d, s: LagHalfSpaceTrees(direction=d, sensitivity=s))
     register("robust_zscore", lambda d, s: RobustZScore(direction=d, sensitivity=s))
+    register("seasonal", lambda d, s: SeasonalBaseline(direction=d, sensitivity=s))
