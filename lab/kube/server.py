@@ -224,6 +224,10 @@ class ApiHandler(kmock.KubernetesEmulator):
                               record: RecordedRequest) -> aiohttp.web.StreamResponse:
         rt, params, store = target.rt, request.params, self.store
         method = record.method
+        media = (record.content_type or "").split(";")[0].strip()
+        if method in ("POST", "PUT") and media and media != "application/json":
+            raise errors.ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown "
+                                  f"format ({media}): the emulated API server accepts only application/json")
         dry_run = params.get("dryRun") == "All"
         accept = request.headers.get("Accept", "")
         verb = record.verb

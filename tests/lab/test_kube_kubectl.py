@@ -127,3 +127,24 @@ def test_jsonpath_subset_and_ages():
     assert jsonpath(obj, ".a.missing") == []
     assert age(None) == "<unknown>"
     assert age("2000-01-01T00:00:00Z").endswith("d")
+
+
+def test_cli_loads_crds_from_a_directory(tmp_path):
+    import yaml
+
+    from homeostat.lab.kube.__main__ import load_crds
+
+    (tmp_path / "crds.yaml").write_text(yaml.safe_dump_all([WIDGET_CRD, {"kind": "ConfigMap"}, GADGET_CRD]))
+    (tmp_path / "notes.txt").write_text("ignored")
+    assert [c["metadata"]["name"] for c in load_crds(tmp_path)] == [
+        "widgets.lab.homeostat.io", "gadgets.lab.homeostat.io"]
+
+
+def test_kubectl_create_from_file_works_and_protobuf_is_refused_clearly(lab):
+    assert "created" in kubectl(lab, "create", "--validate=false", "-f", "-", stdin=DEPLOYMENT_YAML)
+    _wait_ready(lab, 2)
+    assert _rows(kubectl(lab, "get", "deployment", "web"))[1][1] == "2/2"
+    # Typed generators (`kubectl create deployment NAME`) send protobuf, which is not emulated.
+    result = subprocess.run(["kubectl", "--kubeconfig", str(lab.kubeconfig_path), "create", "deployment", "other",
+                             "--image=nginx:1.27"], capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0 and "accepts only application/json" in result.stderr
