@@ -21,7 +21,8 @@ semantics KMock 0.8 lacks (see docs/emulator.md for the full picture):
 Where it is NOT faithful (each is a deliberate simplification):
 
 * No authentication, authorization (RBAC), admission webhooks, audit, API priority/fairness.
-  ``cluster.requests`` records every request so tests can check what RBAC would have to allow.
+  ``cluster.requests`` records every request (verb, path, ``user_agent``...) so tests can check
+  what RBAC would have to allow.
 * No server-side apply (``application/apply-patch+yaml`` is 415), no ``managedFields``, no
   OpenAPI documents (``/openapi/v2|v3`` are 404: use ``kubectl apply --validate=false``),
   no protobuf or CBOR bodies (415: ``kubectl create deployment NAME`` sends protobuf, use

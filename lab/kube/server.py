@@ -60,6 +60,11 @@ class RecordedRequest:
     headers: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
+    def user_agent(self) -> str | None:
+        """The client's ``User-Agent`` header (``kopf/1.45.2``, ``kubectl/v1.32...``), if it sent one."""
+        return next((value for key, value in self.headers.items() if key.lower() == "user-agent"), None)
+
+    @property
     def verb(self) -> str:
         """The RBAC verb of the request (``get``, ``list``, ``watch``, ``create``, ``patch``...)."""
         if self.method == "GET":

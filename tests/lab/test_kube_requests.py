@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import kmock
+import kubernetes
 
 from .conftest import MERGE, WIDGETS, widget
 
@@ -29,3 +30,13 @@ def test_kmock_reactions_override_the_emulator(http, cluster):
     assert http.patch(f"{WIDGETS}/w1", json={"spec": {"target": "b"}}, headers=MERGE).status_code == 503
     assert http.get(f"{WIDGETS}/w1").json()["spec"]["target"] == "api"
     assert cluster.requests[-2].status == 503
+
+
+def test_the_user_agent_of_each_request_is_recorded(http, cluster, api_client):
+    http.get(WIDGETS, headers={"User-Agent": "probe/1.0"})
+    kubernetes.client.CoreV1Api(api_client).list_namespace()
+    http.get(WIDGETS, headers={"user-agent": "lower/2"})
+    agents = [r.user_agent for r in cluster.requests]
+    assert agents[0] == "probe/1.0"
+    assert agents[1].startswith("OpenAPI-Generator/")  # the official client's default
+    assert agents[2] == "lower/2"
