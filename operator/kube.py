@@ -14,24 +14,33 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from homeostat import __version__
 from homeostat.api.base import GROUP, VERSION
 from homeostat.api.policy import TargetRef, WorkloadKind
 
 
 def load_api_client(*, kubeconfig: str | None = None, in_cluster: bool | None = None) -> client.ApiClient:
-    """An API client from the pod's service account, or from a kubeconfig in dev mode."""
+    """An API client from the pod's service account, or from a kubeconfig in dev mode.
+
+    Its requests say `User-Agent: homeostat/<version>` (Kopf's own say `kopf/<version>`), so audit
+    logs and the RBAC test can tell the operator's requests from anyone else's.
+    """
     configuration = client.Configuration()
+    api_client: client.ApiClient | None = None
     if in_cluster or (in_cluster is None and kubeconfig is None):
         try:
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            return client.ApiClient(configuration)
+            api_client = client.ApiClient(configuration)
         except config.ConfigException:
             if in_cluster:
                 raise
-    config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, client_configuration=configuration
-    )
-    return client.ApiClient(configuration)
+    if api_client is None:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
+        api_client = client.ApiClient(configuration)
+    api_client.user_agent = f"homeostat/{__version__}"
+    return api_client
 
 
 class KubeApi:
