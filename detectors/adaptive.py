@@ -39,9 +39,11 @@ level_alpha, error_alpha, season_alpha
 huber
     Clipping of the updates, in mean absolute errors.
 record_decay, record_floor
-    Per-point decay of the running record and its floor (in mean absolute errors).
+    Per-point decay of the running record (0.9997: half-life of about 2300 points, eight
+    days of five-minute points) and its floor (in mean absolute errors).
 min_history
-    Points learned before the detector judges anything.
+    Points learned before the detector judges anything (288: a day of five-minute points,
+    so the running record is not set by the warm-up transient).
 shift_after
     Consecutive same-side outliers after which the level re-baselines.
 
@@ -101,10 +103,10 @@ class Adaptive(BaseDetector):
         error_alpha: float = 0.005,
         season_alpha: float = 0.5,
         huber: float = 2.0,
-        record_decay: float = 0.9995,
+        record_decay: float = 0.9997,
         record_floor: float = 3.0,
-        min_history: int = 60,
-        shift_after: int = 0,
+        min_history: int = 288,
+        shift_after: int = 12,
     ) -> None:
         super().__init__(direction, sensitivity)
         self.bins = int(bins)
@@ -235,6 +237,19 @@ class Adaptive(BaseDetector):
         # seasonal profile (stored as float32: what is exported is exactly what is used)
         self.profile[slot] = x if math.isnan(p) else p + self.season_alpha * (x - p)
         self.n += 1
+
+    def mark_false_positive(self, t: float, x: float) -> None:
+        """Feedback: put the point's residual on record, so it and anything smaller stay quiet.
+
+        The record decays like any other (half-life ``ln 2 / -ln(record_decay)`` points), so
+        the detector becomes sensitive to that pattern again after a while.
+        """
+        if not math.isfinite(x) or not self.warm:
+            return
+        f, s, _ = self._forecast(self._slot(float(t)))
+        e = self._deviation(float(x), f, s)
+        if e > 0.0:
+            self.record = max(self.record, e * 1.05 / self.threshold)
 
     # -- state -----------------------------------------------------------------------------
     def _export(self) -> dict[str, Any]:

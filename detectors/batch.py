@@ -17,9 +17,9 @@ Example
 >>> import numpy as np
 >>> from homeostat.detectors.batch import create_batch
 >>> bank = create_batch("adaptive", 3, direction="up")
->>> for i in range(100):
+>>> for i in range(400):
 ...     out = bank.update_many(300.0 * i, np.array([10.0, 20.0, 30.0]) + (i % 2))
->>> out = bank.update_many(30000.0, np.array([10.0, 90.0, np.nan]))
+>>> out = bank.update_many(120000.0, np.array([10.0, 90.0, np.nan]))
 >>> out.alarm.tolist(), out.warm.tolist()
 ([False, True, False], [True, True, True])
 """

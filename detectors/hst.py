@@ -5,15 +5,18 @@ Idea
 Half-space trees (Tan, Ting & Liu 2011) partition the unit cube at random and count how
 many points of the previous window fell in each cell; a point in a sparsely populated cell
 is anomalous. A univariate series becomes a point in ``[0, 1]^lags`` by taking the last
-``lags`` values, each standardised online by an exponentially weighted mean and mean
+``lags`` values and the last change, each standardised online by an exponentially weighted mean and mean
 absolute deviation (no look-ahead: no min/max of the series is known in advance) and
 squashed with a logistic function. River's ``HalfSpaceTrees`` does the counting; its
 trees are rebuilt deterministically from ``seed`` on restore, so the exported state is only
 the cell masses (uint16) plus the scaler.
 
-The tree score is not calibrated, so the alarm threshold per sensitivity is a score level
-(low 0.9, medium 0.8, high 0.7 of River's [0, 1] score); the direction is honoured by
-ignoring points on the unwatched side of the scaler's mean.
+The tree score is not calibrated (its normal level depends on the series), so the alarm
+threshold comes from extreme-value theory: `SPOT` on the stream of tree scores sets it at
+a target false-alarm probability per point. The tree score is bounded and coarse (a point
+outside everything seen still collects the mass of the top nodes, around 0.85), so the
+targets are larger than for residual detectors: low 1e-3, medium 3e-3, high 1e-2. The
+direction is honoured by ignoring points on the unwatched side of the scaler's mean.
 
 Parameters
 ----------
@@ -56,10 +59,11 @@ import numpy as np
 from river import anomaly
 
 from .base import BaseDetector, Direction, Verdict, learning_verdict, ratio_to_score
+from .spot import SPOT
 
-__all__ = ["THRESHOLDS", "LagHalfSpaceTrees"]
+__all__ = ["Q_BY_SENSITIVITY", "LagHalfSpaceTrees"]
 
-THRESHOLDS: dict[str, float] = {"low": 0.9, "medium": 0.8, "high": 0.7}
+Q_BY_SENSITIVITY: dict[str, float] = {"low": 1e-3, "medium": 3e-3, "high": 1e-2}
 
 
 class LagHalfSpaceTrees(BaseDetector):
@@ -72,8 +76,8 @@ class LagHalfSpaceTrees(BaseDetector):
         direction: Direction | str = Direction.UP,
         sensitivity: str = "medium",
         *,
-        lags: int = 4,
-        n_trees: int = 10,
+        lags: int = 3,
+        n_trees: int = 8,
         height: int = 6,
         window_size: int = 250,
         seed: int = 42,
@@ -86,6 +90,7 @@ class LagHalfSpaceTrees(BaseDetector):
         self.mean = math.nan
         self.mad = math.nan
         self.recent: deque[float] = deque(maxlen=self.lags)
+        self.spot = SPOT(Q_BY_SENSITIVITY[self.sensitivity])
         self._new_model()
 
     def _new_model(self) -> None:
@@ -100,27 +105,37 @@ class LagHalfSpaceTrees(BaseDetector):
 
     @property
     def warm(self) -> bool:
-        return self.n >= self.min_history
+        return self.n >= self.min_history and self.spot.calibrated
 
     def _squash(self, x: float) -> float:
         s = max(self.mad * 1.2533, 1e-9 + 1e-3 * abs(self.mean))
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, (x - self.mean) / (2.0 * s)))))
 
     def _features(self, x: float) -> dict[str, float]:
+        """The current value, its change from the previous one, and the older lags, in [0, 1]."""
         vals = [*list(self.recent)[1:], x]  # the lags - 1 previous values and x
-        return {f"lag{len(vals) - 1 - i}": self._squash(v) for i, v in enumerate(vals)}
+        feats = {f"lag{len(vals) - 1 - i}": self._squash(v) for i, v in enumerate(vals)}
+        s = max(self.mad * 1.2533, 1e-9 + 1e-3 * abs(self.mean))
+        d = (x - vals[-2]) / (2.0 * s) if len(vals) > 1 else 0.0
+        feats["diff"] = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, d))))
+        return feats
+
+    def _raw(self, x: float) -> float:
+        return float(self.model.score_one(self._features(x)))
 
     def _score(self, t: float, x: float) -> Verdict:
         if not self.warm:
-            return learning_verdict(self.n, self.min_history)
-        raw = float(self.model.score_one(self._features(x)))
+            return learning_verdict(
+                min(self.n, self.min_history + self.spot.n_init - 1), self.min_history + self.spot.n_init
+            )
+        raw = self._raw(x)
         if (self.direction is Direction.UP and x < self.mean) or (self.direction is Direction.DOWN and x > self.mean):
             raw = 0.0
-        thr = THRESHOLDS[self.sensitivity]
-        # map the raw score so that the threshold lands on 0.5 and 1.0 stays 1.0
-        r = raw / thr if raw <= thr else 1.0 + (raw - thr) / max(1.0 - thr, 1e-9) * 3.0
-        r /= self.fp_factor
+        sp = self.spot
+        span = (sp.z - sp.t) * self.fp_factor
+        r = max((raw - sp.t) / span, 0.0) if span > 0 else 0.0
         alarm = r > 1.0
+        thr = sp.t + span
         s = 1.2533 * self.mad
         return Verdict(
             score=ratio_to_score(r),
@@ -128,12 +143,15 @@ class LagHalfSpaceTrees(BaseDetector):
             lower=self.mean - 4.0 * s,
             upper=self.mean + 4.0 * s,
             alarm=alarm,
-            reason=f"half-space trees mass score {raw:.2f} {'>' if alarm else '<='} {thr:.2f}",
+            reason=f"half-space trees mass score {raw:.3f} {'>' if alarm else '<='} SPOT threshold {thr:.3f}",
             warm=True,
+            pvalue=sp.tail_probability(raw),
         )
 
     def _learn(self, t: float, x: float) -> None:
         if len(self.recent) == self.lags:  # full lag vectors only: the trees are built on the first one
+            if self.n >= self.min_history:
+                self.spot.learn(self._raw(x))
             self.model.learn_one(self._features(x))
         self.recent.append(x)
         a = self.scale_alpha if self.n >= 30 else 1.0 / (self.n + 1)
@@ -158,6 +176,7 @@ class LagHalfSpaceTrees(BaseDetector):
             "recent": list(self.recent),
             "counter": self.model.counter,
             "first_window": self.model._first_window,
+            "spot": self.spot.export_state(),
             "masses": base64.b64encode(np.asarray(masses, dtype="<u2").tobytes()).decode("ascii"),
         }
 
@@ -173,10 +192,11 @@ class LagHalfSpaceTrees(BaseDetector):
         masses = np.frombuffer(base64.b64decode(model["masses"]), dtype="<u2").tolist()
         if masses:
             # rebuild the (seeded, deterministic) trees, then pour the masses back in
-            self.model.learn_one({f"lag{i}": 0.5 for i in range(self.lags)})
+            self.model.learn_one({**{f"lag{i}": 0.5 for i in range(self.lags)}, "diff": 0.5})
             it = iter(masses)
             for tree in self.model.trees:
                 for node in tree.iter_dfs():
                     node.l_mass, node.r_mass = next(it), next(it)
+        self.spot.restore_state(model["spot"])
         self.model.counter = int(model["counter"])
         self.model._first_window = bool(model["first_window"])

@@ -1,0 +1,155 @@
+"""Adaptive (the default): record-relative scoring, batch equivalence, feedback, shifts."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+
+from homeostat.detectors import create
+from homeostat.detectors.adaptive import Adaptive
+from homeostat.detectors.batch import BatchAdaptive, DetectorBank, create_batch, update_series
+
+STEP = 300.0
+
+
+def _noise(n: int, seed: int = 0, level: float = 100.0, sd: float = 2.0) -> list[float]:
+    rng = random.Random(seed)
+    return [level + 10.0 * math.sin(i / 30.0) + rng.gauss(0.0, sd) for i in range(n)]
+
+
+def _warm(det: Adaptive, xs: list[float]) -> None:
+    for i, x in enumerate(xs):
+        det.update_one(STEP * i, x)
+
+
+def test_default_is_adaptive():
+    assert isinstance(create(), Adaptive)
+
+
+def test_no_alarm_while_learning_even_for_huge_values():
+    det = Adaptive(direction="both")
+    for i in range(det.min_history):
+        v = det.update_one(STEP * i, 1e9 if i % 7 == 0 else 1.0)
+        assert not v.warm and not v.alarm and v.score == 0.0
+
+
+def test_a_repeated_spike_of_the_same_size_fires_once():
+    det = Adaptive(direction="up")
+    xs = _noise(3000)
+    fired = []
+    for i, x in enumerate(xs):
+        spike = i >= 1000 and i % 100 == 0
+        v = det.update_one(STEP * i, x + (80.0 if spike else 0.0))
+        if spike:
+            fired.append(v.alarm)
+    assert fired[0]
+    assert sum(fired) <= 2  # the record remembers it: identical spikes are not news
+
+
+def test_a_bigger_spike_fires_again():
+    det = Adaptive(direction="up")
+    xs = _noise(2000)
+    _warm(det, xs[:1000])
+    assert det.update_one(STEP * 1000, xs[1000] + 60.0).alarm
+    for i in range(1001, 1100):
+        det.update_one(STEP * i, xs[i])
+    assert det.update_one(STEP * 1100, xs[1100] + 200.0).alarm
+
+
+def test_level_shift_stops_alarming_and_rebaselines():
+    det = Adaptive(direction="up")
+    xs = _noise(3000)
+    _warm(det, xs[:1500])
+    alarms = []
+    for i in range(1500, 3000):
+        alarms.append(det.update_one(STEP * i, xs[i] + 100.0).alarm)
+    assert alarms[0]
+    assert not any(alarms[det.shift_after + 5 :])
+    v = det.score_one(STEP * 3000, xs[-1] + 100.0)
+    assert v.expected == pytest.approx(xs[-1] + 100.0, abs=25.0)
+
+
+@pytest.mark.parametrize("direction", ["up", "down", "both"])
+def test_direction_semantics(direction):
+    det = Adaptive(direction=direction)
+    _warm(det, _noise(1000))
+    up = det.score_one(STEP * 1000, 300.0).alarm
+    down = det.score_one(STEP * 1000, -100.0).alarm
+    assert up == (direction in ("up", "both"))
+    assert down == (direction in ("down", "both"))
+
+
+def test_score_is_one_half_at_the_alarm_boundary():
+    det = Adaptive(direction="up")
+    _warm(det, _noise(1000))
+    v = det.score_one(STEP * 1000, 0.0)
+    boundary = v.upper
+    assert det.score_one(STEP * 1000, boundary).score == pytest.approx(0.5, abs=1e-9)
+    assert not det.score_one(STEP * 1000, boundary - 1e-6).alarm
+    assert det.score_one(STEP * 1000, boundary + 1e-6).alarm
+
+
+def test_mark_false_positive_silences_that_pattern():
+    det = Adaptive(direction="up")
+    xs = _noise(1200)
+    _warm(det, xs[:1000])
+    t, x = STEP * 1000, xs[1000] + 70.0
+    assert det.score_one(t, x).alarm
+    det.mark_false_positive(t, x)
+    assert not det.score_one(t, x).alarm
+    assert not det.score_one(t, x - 10.0).alarm  # nor anything smaller
+    assert det.score_one(t, x + 400.0).alarm  # a much bigger one still does
+
+
+def test_state_stays_under_4_kib_and_round_trips_exactly():
+    det = Adaptive(direction="both")
+    xs = _noise(5000, seed=3)
+    _warm(det, xs[:4000])
+    state = det.export_state()
+    assert len(json.dumps(state)) <= 4096
+    twin = Adaptive()
+    twin.restore_state(json.loads(json.dumps(state)))
+    for i in range(4000, 5000):
+        assert repr(det.update_one(STEP * i, xs[i])) == repr(twin.update_one(STEP * i, xs[i]))
+
+
+@pytest.mark.parametrize("direction", ["up", "down", "both"])
+def test_batch_equals_per_series(direction):
+    rng = np.random.default_rng(0)
+    n, steps = 5, 1500
+    xs = 100 + 10 * np.sin(np.arange(steps)[:, None] / 30.0 + np.arange(n)) + rng.normal(0, 2, (steps, n))
+    xs[900:, 1] += 60.0
+    xs[700, 2] = np.nan
+    xs[800, 3] = 500.0
+    xs[1000, 4] = -400.0
+    batch = BatchAdaptive(n, direction)
+    singles = [Adaptive(direction) for _ in range(n)]
+    for k in range(steps):
+        out = batch.update_many(STEP * k, xs[k])
+        for i, det in enumerate(singles):
+            v = det.update_one(STEP * k, float(xs[k, i]))
+            assert v.alarm == bool(out.alarm[i]) and v.warm == bool(out.warm[i])
+            for name in ("score", "expected", "lower", "upper", "pvalue"):
+                a, b = getattr(v, name), float(getattr(out, name)[i])
+                assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-12, abs=1e-12), name
+    for i, det in enumerate(singles):
+        assert batch.export_series(i) == det.export_state()
+    # and a series moves from per-series to batch
+    other = BatchAdaptive(n, direction)
+    other.import_series(0, singles[0].export_state())
+    assert other.export_series(0) == singles[0].export_state()
+
+
+def test_create_batch_and_backfill():
+    assert isinstance(create_batch("default", 3), BatchAdaptive)
+    bank = create_batch("ewma", 2, direction="both")
+    assert isinstance(bank, DetectorBank)
+    out = bank.update_many(0.0, np.array([1.0, 2.0]))
+    assert out.score.shape == (2,)
+    cols = update_series(Adaptive(), np.arange(400) * STEP, np.asarray(_noise(400)))
+    assert cols.warm.sum() == 400 - Adaptive().min_history
+    assert not cols.alarm[: Adaptive().min_history].any()
