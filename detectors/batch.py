@@ -115,7 +115,7 @@ class BatchAdaptive:
     def _slot(self, t: float | F64) -> npt.NDArray[np.int64] | int:
         p, b = self.proto.period, self.proto.bins
         if np.ndim(t) == 0:
-            tf = float(t)  # type: ignore[arg-type]
+            tf = float(t)
             return int((tf % p) / p * b) % b
         ta = np.asarray(t, dtype=np.float64)
         return np.asarray(((ta % p) / p * b).astype(np.int64) % b)

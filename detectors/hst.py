@@ -94,7 +94,7 @@ class LagHalfSpaceTrees(BaseDetector):
         self._new_model()
 
     def _new_model(self) -> None:
-        self.model = anomaly.HalfSpaceTrees(
+        self.model: Any = anomaly.HalfSpaceTrees(
             n_trees=self.n_trees, height=self.height, window_size=self.window_size, seed=self.seed
         )
 

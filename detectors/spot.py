@@ -136,7 +136,7 @@ class SPOT:
         r = self.q * self.n / max(self.n_peaks, 1)
         if abs(self.gamma) < 1e-6:
             return self.t - self.sigma * math.log(r)
-        return self.t + self.sigma / self.gamma * (r ** (-self.gamma) - 1.0)
+        return self.t + self.sigma / self.gamma * (math.pow(r, -self.gamma) - 1.0)
 
     def _add_peak(self, excess: float) -> None:
         v = float(array("f", [excess])[0])  # float32, exactly as exported
@@ -162,7 +162,7 @@ class SPOT:
         base = 1.0 + self.gamma * y / self.sigma
         if base <= 0.0:
             return 0.0
-        return min(1.0, rate * base ** (-1.0 / self.gamma))
+        return min(1.0, rate * math.pow(base, -1.0 / self.gamma))
 
     def learn(self, s: float) -> None:
         """Fold a score in: calibrate, or add a peak, or count it (alarms are not learned)."""
