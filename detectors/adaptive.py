@@ -169,15 +169,17 @@ class Adaptive(BaseDetector):
         if not self.warm:
             return learning_verdict(self.n, self.min_history)
         f, s, name = self._forecast(self._slot(t))
-        e = self._deviation(x, f, s)
+        return self._verdict(x, f, s, name, self._deviation(x, f, s))
+
+    def _verdict(self, x: float, f: float, s: float, name: str, e: float) -> Verdict:
         record = max(self.record, self.record_floor)
         thr = self.threshold
         r = e / (record * thr)
         alarm = r > 1.0
-        side = "upper" if x >= f else "lower"
         half = thr * record * s
         reason = (
-            f"{name} residual {e:.1f} MAE {'breaks' if alarm else 'within'} record {record:.1f} x{thr:.2f} ({side})"
+            f"{name} residual {e:.1f} MAE {'breaks' if alarm else 'within'} record {record:.1f} x{thr:.2f}"
+            f" ({'upper' if x >= f else 'lower'})"
         )
         return Verdict(
             score=ratio_to_score(r),
@@ -190,11 +192,30 @@ class Adaptive(BaseDetector):
             pvalue=gaussian_tail(e / MAE_TO_SIGMA, two_sided=self.direction is Direction.BOTH),
         )
 
+    def update_one(self, t: float, x: float) -> Verdict:
+        """``score_one`` then ``learn_one``, sharing the forecast (the same arithmetic, once)."""
+        if not self.warm or not math.isfinite(x):
+            return super().update_one(t, x)
+        t, x = float(t), float(x)
+        slot = self._slot(t)
+        f, s, name = self._forecast(slot)
+        e = self._deviation(x, f, s)
+        verdict = self._verdict(x, f, s, name, e)
+        self._update(x, slot, e)
+        self._decay_feedback()
+        return verdict
+
     def _learn(self, t: float, x: float) -> None:
         slot = self._slot(t)
+        e = math.nan
         if self.warm:
             f, s, _ = self._forecast(slot)
             e = self._deviation(x, f, s)
+        self._update(x, slot, e)
+
+    def _update(self, x: float, slot: int, e: float) -> None:
+        """Learn ``x`` given its residual ``e`` against the pre-update forecast (nan while learning)."""
+        if self.warm and not math.isnan(e):
             self.record = max(e, self.record * self.record_decay)
         clip = self.n > self.min_history
         h = self.huber

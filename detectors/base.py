@@ -203,6 +203,10 @@ class BaseDetector(abc.ABC):
         if not math.isfinite(x):
             return
         self._learn(float(t), float(x))
+        self._decay_feedback()
+
+    def _decay_feedback(self) -> None:
+        """Let the feedback factor relax towards 1 (called once per learned point)."""
         if self.fp_factor != 1.0:
             self.fp_factor = 1.0 + (self.fp_factor - 1.0) * 0.5 ** (1.0 / self.fp_half_life)
             if self.fp_factor < 1.0 + 1e-6:

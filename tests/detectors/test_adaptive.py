@@ -153,3 +153,17 @@ def test_create_batch_and_backfill():
     cols = update_series(Adaptive(), np.arange(400) * STEP, np.asarray(_noise(400)))
     assert cols.warm.sum() == 400 - Adaptive().min_history
     assert not cols.alarm[: Adaptive().min_history].any()
+
+
+def test_update_one_equals_score_then_learn():
+    """Adaptive.update_one shares the forecast between scoring and learning: same result."""
+    a, b = Adaptive(direction="both"), Adaptive(direction="both")
+    xs = _noise(1500, seed=9)
+    xs[900] += 90.0
+    xs[1000] = math.nan
+    for i, x in enumerate(xs):
+        va = a.update_one(STEP * i, x)
+        vb = b.score_one(STEP * i, x)
+        b.learn_one(STEP * i, x)
+        assert repr(va) == repr(vb)
+    assert a.export_state() == b.export_state()
