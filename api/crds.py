@@ -129,7 +129,8 @@ def _convert(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any
         for name, prop in result["properties"].items():
             # An object field built by a default factory defaults to {}, so the API server
             # fills in the defaults inside it (it only defaults fields of present objects).
-            if prop.get("type") == "object" and "default" not in prop and name not in result.get("required", []):
+            optional_object = prop.get("type") == "object" and not prop.get("nullable")
+            if optional_object and "default" not in prop and name not in result.get("required", []):
                 prop["default"] = {}
     if "default" in result and result["default"] is None:
         del result["default"]  # absent means unset; a null default only adds noise

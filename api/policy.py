@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from homeostat.api.base import DNS_LABEL_PATTERN, WireModel
 from homeostat.api.durations import Duration, parse_duration
@@ -228,26 +228,43 @@ class PolicySpec(WireModel):
     confirm: Confirmation = Field(default_factory=Confirmation)
     playbook: Playbook = Field(default_factory=Playbook)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        interval = parse_duration(self.interval)
-        if interval < 1:
-            raise ValueError(f"interval {self.interval!r} is too short; use at least 1s")
-        if parse_duration(self.lookback) < interval:
-            raise ValueError(f"lookback {self.lookback!r} must be at least the interval {self.interval!r}")
-        names = [signal.name for signal in self.signals]
+    @field_validator("interval")
+    @classmethod
+    def _interval_long_enough(cls, interval: str) -> str:
+        if parse_duration(interval) < 1:
+            raise ValueError(f"{interval!r} is too short; use at least 1s")
+        return interval
+
+    @field_validator("lookback")
+    @classmethod
+    def _lookback_covers_interval(cls, lookback: str, info: ValidationInfo) -> str:
+        interval = info.data.get("interval")
+        if interval is not None and parse_duration(lookback) < parse_duration(interval):
+            raise ValueError(f"{lookback!r} must be at least the interval {interval!r}")
+        return lookback
+
+    @field_validator("signals")
+    @classmethod
+    def _unique_signal_names(cls, signals: list[Signal]) -> list[Signal]:
+        names = [signal.name for signal in signals]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"signal names must be unique; repeated: {', '.join(duplicates)}")
-        for index, step in enumerate(self.playbook.steps):
+            raise ValueError(f"signal names must be unique; rename the repeated ones: {', '.join(duplicates)}")
+        return signals
+
+    @field_validator("playbook")
+    @classmethod
+    def _steps_name_known_signals(cls, playbook: Playbook, info: ValidationInfo) -> Playbook:
+        if "signals" not in info.data:
+            return playbook  # the signals themselves are invalid; that error is reported already
+        names = [signal.name for signal in info.data["signals"]]
+        for index, step in enumerate(playbook.steps):
             if step.when is None:
                 continue
             unknown = sorted(set(step.when.anomalous + step.when.normal) - set(names))
             if unknown:
-                raise ValueError(
-                    f"playbook.steps[{index}].when names unknown signals {unknown}; known: {names}"
-                )
-        return self
+                raise ValueError(f"steps[{index}].when names unknown signals {unknown}; known: {names}")
+        return playbook
 
     @property
     def interval_seconds(self) -> float:

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         metrics.serve(host=settings.metrics_host, port=settings.metrics_port)
     registry = kopf.OperatorRegistry()
     deps = Dependencies(settings=settings, metrics=metrics, kube=KubeApi(api_client))
-    register_handlers(registry=registry, deps=deps)
+    register_handlers(registry=registry, deps=deps, in_cluster=not out_of_cluster)
     if out_of_cluster and args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # Kopf's own login reads it
     asyncio.run(kopf.operator(

@@ -19,8 +19,15 @@ from homeostat.operator.loop import Dependencies, PolicyRef, run_policy
 PLURAL = "anomalypolicies"
 
 
-def register_handlers(*, registry: kopf.OperatorRegistry, deps: Dependencies) -> None:
+def register_handlers(*, registry: kopf.OperatorRegistry, deps: Dependencies, in_cluster: bool) -> None:
     """Register the policy handlers on `registry`, closing over explicit dependencies."""
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # An explicit registry has none of Kopf's default login handlers: say which one applies.
+        if in_cluster:
+            return kopf.login_with_service_account(**kwargs)
+        return kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -35,6 +35,13 @@ def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def _outside_band(direction: str, value: float, verdict: Verdict) -> bool:
+    """The Verdict contract: values in [lower, upper] are normal; outside, on the watched side, not."""
+    above = math.isfinite(verdict.upper) and value > verdict.upper
+    below = math.isfinite(verdict.lower) and value < verdict.lower
+    return (above and direction in ("up", "both")) or (below and direction in ("down", "both"))
+
+
 def _guard_breach(guard: GuardSpec | None, value: float) -> str | None:
     if guard is None:
         return None
@@ -77,6 +84,7 @@ def judge_signal(
     table.refused = 0
     rows: list[tuple[float, SeriesStatus]] = []
     seen: set[int] = set()
+    anomalous_now: set[int] = set()  # series whose fresh, finite point of this cycle is anomalous
     detector_seconds = 0.0
 
     for sample in samples or []:
@@ -96,9 +104,14 @@ def judge_signal(
         state.last_verdict = verdict
         state.learned_points += 1
         breach = _guard_breach(signal.guard, sample.value)
-        anomalous = breach is not None or (verdict.warm and verdict.alarm)
+        # A detector may alarm once at the onset of an anomaly; confirmation needs to know that
+        # the following points are still out of band, so both count.
+        anomalous = breach is not None or (
+            verdict.warm and (verdict.alarm or _outside_band(signal.direction, sample.value, verdict))
+        )
         state.window.append(anomalous)
         if anomalous:
+            anomalous_now.add(id(state))
             kind, reason = SeriesVerdict.ANOMALOUS, breach or verdict.reason
         elif not verdict.warm:
             kind, reason = SeriesVerdict.LEARNING, verdict.reason
@@ -114,8 +127,10 @@ def judge_signal(
         if samples is None or now - state.last_seen >= staleness:
             rows.append((-1.0, _series_status(state, SeriesVerdict.NO_DATA, reason, confirm_k)))
 
+    # Confirmed: the point just seen is anomalous and so were k of the last n. A series
+    # without a usable point this cycle is never confirmed, whatever its history.
     confirmed = sorted(
-        (state for state in table if id(state) in seen and state.anomalous_count >= confirm_k),
+        (state for state in table if id(state) in anomalous_now and state.anomalous_count >= confirm_k),
         key=lambda s: -(s.last_verdict.score if s.last_verdict else 1.0),
     )
     rows.sort(key=lambda row: -row[0])

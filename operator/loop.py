@@ -152,7 +152,7 @@ async def run_policy(
             if _fingerprint(raw) != fingerprint:
                 fingerprint = _fingerprint(raw)
                 if monitor is not None:
-                    monitor.source.close()
+                    _retire(monitor, deps)
                     monitor = None
                 try:
                     spec = validate_spec(raw)
@@ -182,9 +182,14 @@ async def run_policy(
             await wait_for_change(max(0.0, schedule - time.monotonic()))
     finally:
         if monitor is not None:
-            monitor.source.close()
-            deps.metrics.forget_policy(namespace=ref.namespace, policy=ref.name,
-                                       signals=[s.name for s in monitor.spec.signals])
+            _retire(monitor, deps)
+
+
+def _retire(monitor: PolicyMonitor, deps: Dependencies) -> None:
+    """Free what a monitor holds outside itself: its HTTP session and its metric series."""
+    monitor.source.close()
+    deps.metrics.forget_policy(namespace=monitor.namespace, policy=monitor.name,
+                               signals=[s.name for s in monitor.spec.signals])
 
 
 async def _one_cycle(

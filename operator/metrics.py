@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+OUTCOMES = ("ok", "invalid", "rejected", "unavailable")
+"""The `outcome` label values of `homeostat_evaluations_total`."""
+
 
 @dataclass
 class OperatorMetrics:
@@ -53,6 +56,9 @@ class OperatorMetrics:
                     metric.remove(namespace, policy, signal)
         with contextlib.suppress(KeyError):
             self.evaluation_lag.remove(namespace, policy)
+        for outcome in OUTCOMES:
+            with contextlib.suppress(KeyError):
+                self.evaluations.remove(namespace, policy, outcome)
 
     def serve(self, *, host: str, port: int) -> None:
         """Expose `/metrics` on a port (a background thread of prometheus_client)."""

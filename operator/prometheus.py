@@ -90,7 +90,7 @@ class PrometheusSource:
                 query,
                 start_time=datetime.fromtimestamp(start, UTC),
                 end_time=datetime.fromtimestamp(end, UTC),
-                step=f"{max(step, 0.001):.3f}s",
+                step=f"{max(step, 0.001):g}",  # float seconds: Prometheus durations have no decimals
             )
         )
         return [

@@ -1,0 +1,41 @@
+# The two commands of the README, and their parts. Everything installs what it needs:
+# a virtualenv in .venv with the package (editable, strict so mypy sees the tree) and the
+# Debian `prometheus` package when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test install prometheus lint typecheck unit crds bench clean
+
+demo: install prometheus
+	$(BIN)/homeostat demo $(DEMO_ARGS)
+
+test: install prometheus lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=strict
+
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || { \
+	  echo "installing the Debian prometheus package"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends prometheus; }
+
+lint:
+	$(BIN)/ruff check .
+
+typecheck:
+	$(BIN)/mypy -p homeostat
+
+crds: install
+	$(BIN)/homeostat crds --out crds
+
+bench: install prometheus
+	$(BIN)/python bench/detectors.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

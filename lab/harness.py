@@ -1,0 +1,115 @@
+"""Helpers to drive the operator in tests and the demo: manifests, the operator process, polling.
+
+Kept in the package (like `kopf.testing`) so that tests, the demo and the benchmarks share one
+way of starting the operator against the lab.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from homeostat.lab.prometheus import free_port
+
+
+class WaitTimeout(AssertionError):
+    """A condition polled by `wait_until` never became true."""
+
+
+def deployment(name: str, namespace: str = "shop", replicas: int = 2) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": f"example.com/{name}:1.0"}]},
+            },
+        },
+    }
+
+
+def policy(name: str, spec: dict[str, Any], namespace: str = "shop") -> dict[str, Any]:
+    return {
+        "apiVersion": "homeostat.dev/v1alpha1",
+        "kind": "AnomalyPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+class OperatorProcess:
+    """`homeostat run --dev` as a child process, with its log kept for failures."""
+
+    def __init__(self, *, kubeconfig: Path, prometheus_url: str | None, log_path: Path, extra: list[str]) -> None:
+        self.metrics_port = free_port()
+        self.liveness_port = free_port()
+        self.log_path = log_path
+        args = [
+            sys.executable, "-m", "homeostat", "run", "--dev", "--kubeconfig", str(kubeconfig),
+            "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port), "-v", *extra,
+        ]
+        if prometheus_url:
+            args += ["--prometheus-url", prometheus_url]
+        self._log = open(log_path, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=log_path.parent)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"operator exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"operator not live after {timeout}s:\n{self.log()}")
+
+    def metrics(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self._log.close()
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float, message: str, interval: float = 0.2) -> Any:
+    """Poll `predicate` until it returns something truthy; fail with `message` otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise WaitTimeout(f"{message} (after {timeout}s; last: {last!r})")
+
+
+def load_example(name: str) -> dict[str, Any]:
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    loaded: dict[str, Any] = yaml.safe_load((root / "examples" / name).read_text())
+    return loaded

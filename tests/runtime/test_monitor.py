@@ -1,0 +1,246 @@
+"""The operator end to end: a policy applied to the emulated API server, a real Prometheus
+scraping an exporter the test drives, and `homeostat run` as its own process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from homeostat.lab.exporter import Exporter
+from homeostat.lab.harness import deployment, policy, wait_until
+from homeostat.lab.prometheus import PrometheusServer, free_port
+
+API = "homeostat.dev/v1alpha1"
+
+
+def status_of(cluster: Any, name: str) -> dict[str, Any]:
+    obj = cluster.get(API, "anomalypolicies", "shop", name) or {}
+    status: dict[str, Any] = obj.get("status") or {}
+    return status
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
+
+
+def events_for(cluster: Any, name: str) -> list[dict[str, Any]]:
+    return [
+        e for e in cluster.events("shop") if (e.get("involvedObject") or e.get("regarding") or {}).get("name") == name
+    ]
+
+
+def simple_spec(query: str, **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "target": {"kind": "Deployment", "name": "checkout"},
+        "interval": "1s",
+        "lookback": "10m",
+        "evaluationDelay": "0s",
+        "staleness": "2s",
+        "seriesTtl": "4s",
+        "signals": [{"name": "latency", "query": query}],
+    }
+    spec.update(overrides)
+    return spec
+
+
+PODS = ("a", "b", "c")
+
+
+def noise(level: float, step: int, pod_index: int) -> float:
+    """A deterministic wobble of +-6 % around `level`, different for each pod."""
+    return level * (1 + 0.02 * ((step * (pod_index + 3)) % 7 - 3))
+
+
+@pytest.fixture
+def prometheus(exporter: Exporter) -> Iterator[PrometheusServer]:
+    """A real Prometheus scraping `exporter`, with 15 minutes of the healthy noise as history,
+    so detectors are warm from their back-fill as they would be in a long-running cluster."""
+    server = PrometheusServer(scrape_interval=0.5, targets=[exporter.target])
+    now = time.time()
+    server.import_history({
+        ("lab_latency_seconds", (("instance", exporter.target), ("job", "lab"), ("pod", pod))): [
+            (now - 900 + step, noise(0.1, step, index)) for step in range(0, 895)
+        ]
+        for index, pod in enumerate(PODS)
+    })
+    with server:
+        yield server
+
+
+@pytest.fixture
+def noisy_latency(exporter: Exporter) -> Iterator[dict[str, Any]]:
+    """The per-pod latency gauge, updated 10 times a second; tests change `level` and `pods`."""
+    gauge = exporter.gauge("lab_latency_seconds", ("pod",))
+    knobs: dict[str, Any] = {"level": 0.1, "pods": list(PODS)}
+    stop = threading.Event()
+
+    def run() -> None:
+        step = 0
+        while not stop.wait(0.1):
+            step += 1
+            for index, pod in enumerate(knobs["pods"]):
+                gauge.labels(pod).set(noise(knobs["level"], step, index))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield knobs
+    stop.set()
+    thread.join()
+
+
+def test_valid_policy_gets_values_and_scores_within_two_intervals(
+    cluster: Any, prometheus: PrometheusServer, noisy_latency: dict[str, Any], start_operator: Any
+) -> None:
+    cluster.apply(deployment("checkout"))
+    prometheus.wait_for('lab_latency_seconds{pod="a"}')
+    start_operator(prometheus.url)
+    interval = 2.0
+    cluster.apply(policy("checkout", simple_spec('max(lab_latency_seconds)', interval="2s")))
+    applied = time.monotonic()
+    # Two intervals, plus the time Kopf takes to see the new object and start its daemon.
+    status = wait_until(lambda: (s := status_of(cluster, "checkout")).get("signals") and s, timeout=2 * interval + 3,
+                        message="no signal status within two intervals")
+    assert time.monotonic() - applied <= 2 * interval + 3
+    series = status["signals"][0]["series"][0]
+    assert series["value"] == pytest.approx(0.1, rel=0.1)
+    assert series["score"] is not None and 0.0 <= series["score"] <= 1.0
+    assert series["verdict"] == "normal"  # warm at once: 10 minutes of history were back-filled
+    assert status["lastEvaluation"]
+    assert condition(status, "Ready")["status"] == "True"
+    assert condition(status, "PrometheusReachable")["status"] == "True"
+    assert status["phase"] == "Healthy"
+    assert any(e["reason"] == "MonitorStarted" for e in events_for(cluster, "checkout"))
+
+
+def test_per_pod_query_tracks_one_state_per_pod_and_forgets_vanished_pods(
+    cluster: Any, exporter: Exporter, prometheus: PrometheusServer, noisy_latency: dict[str, Any],
+    start_operator: Any,
+) -> None:
+    cluster.apply(deployment("checkout"))
+    prometheus.wait_for("lab_latency_seconds", count=3)
+    operator = start_operator(prometheus.url)
+    cluster.apply(policy("checkout", simple_spec("max by (pod) (lab_latency_seconds)")))
+    status = wait_until(
+        lambda: (s := status_of(cluster, "checkout")).get("signals") and s["signals"][0]["seriesCount"] == 3 and s,
+        timeout=20, message="expected three series",
+    )
+    pods = sorted(series["labels"]["pod"] for series in status["signals"][0]["series"])
+    assert pods == ["a", "b", "c"]
+    assert 'homeostat_series_tracked{namespace="shop",policy="checkout",signal="latency"} 3.0' in operator.metrics()
+
+    # A pod comes (a scale-out) and goes again: Prometheus marks its series stale, the status
+    # shows it as stale, and after seriesTtl its detector state is freed.
+    noisy_latency["pods"] = [*PODS, "d"]
+    wait_until(lambda: status_of(cluster, "checkout")["signals"][0]["seriesCount"] == 4, timeout=20,
+               message="new pod not tracked")
+    noisy_latency["pods"] = list(PODS)
+    exporter.gauge("lab_latency_seconds", ("pod",)).remove("d")
+    wait_until(
+        lambda: any(s["labels"].get("pod") == "d" and s["verdict"] == "no-data" and "stale" in s["reason"]
+                    for s in status_of(cluster, "checkout")["signals"][0]["series"]),
+        timeout=20, message="vanished pod not reported as stale",
+    )
+    wait_until(lambda: status_of(cluster, "checkout")["signals"][0]["seriesCount"] == 3, timeout=20,
+               message="vanished pod not forgotten after seriesTtl")
+
+
+def test_anomaly_is_confirmed_with_expected_band_and_event(
+    cluster: Any, prometheus: PrometheusServer, noisy_latency: dict[str, Any], start_operator: Any
+) -> None:
+    cluster.apply(deployment("checkout"))
+    prometheus.wait_for("lab_latency_seconds", count=3)
+    start_operator(prometheus.url)
+    spec = simple_spec('max(lab_latency_seconds{pod="a"})', confirm={"k": 2, "n": 3})
+    # The operator's path is under test here, so the detector is the transparent robust z-score
+    # (median/MAD band); tests/detectors hold the detectors to their own contract.
+    spec["signals"][0]["detector"] = {"name": "robust_zscore"}
+    cluster.apply(policy("checkout", spec))
+    wait_until(lambda: status_of(cluster, "checkout").get("phase") == "Healthy", timeout=20,
+               message="detectors not warm after back-filling 10 minutes of history")
+    noisy_latency["level"] = 1.0  # a tenfold latency rise
+    status = wait_until(lambda: (s := status_of(cluster, "checkout")).get("phase") == "Anomalous" and s,
+                        timeout=20, message="anomaly not confirmed")
+    series = status["signals"][0]["series"][0]
+    assert series["verdict"] == "anomalous"
+    assert series["value"] == pytest.approx(1.0, rel=0.1)
+    assert series["expected"] == pytest.approx(0.1, rel=0.2)
+    assert series["lower"] <= series["expected"] <= series["upper"] < series["value"]
+    assert status["signals"][0]["confirmed"] is True
+    assert status["signalsSummary"] == "1/1 anomalous"
+    warnings = [e for e in events_for(cluster, "checkout") if e["reason"] == "AnomalyConfirmed"]
+    assert warnings and warnings[0]["type"] == "Warning" and "latency" in warnings[0]["message"]
+
+
+def test_prometheus_down_gives_a_condition_and_never_an_anomalous_verdict(
+    cluster: Any, prometheus: PrometheusServer, noisy_latency: dict[str, Any], start_operator: Any
+) -> None:
+    cluster.apply(deployment("checkout"))
+    prometheus.wait_for("lab_latency_seconds", count=3)
+    start_operator(prometheus.url)
+    cluster.apply(policy("checkout", simple_spec("max by (pod) (lab_latency_seconds)")))
+    wait_until(lambda: status_of(cluster, "checkout").get("signals"), timeout=20, message="no first evaluation")
+
+    prometheus.stop()
+    noisy_latency["level"] = 5.0  # whatever happens meanwhile cannot be seen, so must not be judged
+    status = wait_until(
+        lambda: (s := status_of(cluster, "checkout")).get("phase") == "NoData" and s, timeout=30,
+        message="Prometheus outage not reported",
+    )
+    reachable = condition(status, "PrometheusReachable")
+    assert reachable["status"] == "False" and "unreachable" in reachable["message"]
+    assert condition(status, "Ready")["status"] == "False"
+    for _ in range(3):  # and it stays so, cycle after cycle
+        signal = status_of(cluster, "checkout")["signals"][0]
+        assert signal["verdict"] == "no-data" and signal["confirmed"] is False
+        assert all(series["verdict"] == "no-data" for series in signal["series"])
+        time.sleep(1)
+    assert any(e["reason"] == "PrometheusUnavailable" for e in events_for(cluster, "checkout"))
+
+
+def test_prometheus_errors_and_a_policy_default_url_that_is_closed(
+    cluster: Any, start_operator: Any
+) -> None:
+    cluster.apply(deployment("checkout"))
+    closed = f"http://127.0.0.1:{free_port()}"
+    start_operator(None)  # the operator has no default Prometheus
+    cluster.apply(policy("nowhere", simple_spec("up", prometheus={"url": closed, "timeout": "1s"})))
+    cluster.apply(policy("unset", simple_spec("up")))
+    status = wait_until(lambda: (s := status_of(cluster, "nowhere")).get("phase") == "NoData" and s, timeout=20,
+                        message="closed Prometheus not reported")
+    assert condition(status, "PrometheusReachable")["status"] == "False"
+    unset = wait_until(lambda: (s := status_of(cluster, "unset")).get("phase") == "Invalid" and s, timeout=20,
+                       message="missing Prometheus URL not reported")
+    assert "spec.prometheus.url" in condition(unset, "Ready")["message"]
+
+
+def test_editing_restarts_the_monitor_and_deleting_stops_it(
+    cluster: Any, prometheus: PrometheusServer, noisy_latency: dict[str, Any], start_operator: Any
+) -> None:
+    cluster.apply(deployment("checkout"))
+    prometheus.wait_for("lab_latency_seconds", count=3)
+    operator = start_operator(prometheus.url)
+    cluster.apply(policy("checkout", simple_spec("max(lab_latency_seconds)")))
+    wait_until(lambda: status_of(cluster, "checkout").get("signals"), timeout=20, message="no first evaluation")
+
+    edited = policy("checkout", simple_spec("max by (pod) (lab_latency_seconds)"))
+    edited["spec"]["signals"][0]["name"] = "pod-latency"
+    cluster.apply(edited)
+    status = wait_until(
+        lambda: (s := status_of(cluster, "checkout")).get("signals") and s["signals"][0]["name"] == "pod-latency" and s,
+        timeout=10, message="edited spec not picked up",
+    )
+    assert status["signals"][0]["seriesCount"] == 3
+    assert len([e for e in events_for(cluster, "checkout") if e["reason"] == "MonitorStarted"]) == 2
+
+    cluster.delete(API, "anomalypolicies", "shop", "checkout")
+    wait_until(lambda: 'policy="checkout"' not in operator.metrics(), timeout=10,
+               message="deleted policy's state still in the operator's metrics")
+    count = len([r for r in cluster.requests if "/anomalypolicies/checkout" in r.path])
+    time.sleep(3)
+    assert len([r for r in cluster.requests if "/anomalypolicies/checkout" in r.path]) == count, (
+        "the operator still writes to a deleted policy"
+    )
