@@ -78,13 +78,39 @@ from array import array
 from typing import Any, ClassVar
 
 from ._codec import finite_or_none, none_or_float
-from .base import BaseDetector, Direction, Verdict, gaussian_tail, learning_verdict, ratio_to_score
+from .base import BaseDetector, Direction, Verdict, learning_verdict, ratio_to_score
 
 __all__ = ["THRESHOLDS", "Adaptive"]
 
 #: Margin (ratio to the running record) above which the detector alarms, per sensitivity.
 THRESHOLDS: dict[str, float] = {"low": 1.5, "medium": 1.12, "high": 0.9}
 MAE_TO_SIGMA = 1.2533
+#: Tail model of the residual (for ``Verdict.pvalue``): exceedance level tracked, step of the
+#: quantile tracker, smoothing of the exceedance rate and of the excess moments.
+TAIL_LEVEL, TAIL_STEP, TAIL_RATE_ALPHA, TAIL_MOMENT_ALPHA = 0.05, 0.02, 0.002, 0.02
+
+
+def tail_pvalue(e: float, u: float, rate: float, m1: float, m2: float) -> float:
+    """P(residual >= e) from a peaks-over-threshold model: GPD fitted by moments above ``u``.
+
+    Above the tracked quantile ``u`` (exceeded with probability ``rate``) the excesses follow
+    a generalised Pareto law whose shape and scale come from their first two moments
+    (``gamma = (1 - m1^2 / var) / 2``, ``sigma = m1 (1 + m1^2 / var) / 2``); below ``u`` the
+    value is interpolated linearly to 1 at ``e = 0`` (only the tail matters for FDR).
+    """
+    if not e > u:
+        return 1.0 - (1.0 - rate) * max(e, 0.0) / u if u > 0.0 else 1.0
+    var = max(m2 - m1 * m1, 1e-12)
+    ratio = m1 * m1 / var
+    gamma = min(0.45, max(-0.5, 0.5 * (1.0 - ratio)))
+    sigma = max(0.5 * m1 * (1.0 + ratio), 1e-12)
+    y = e - u
+    if abs(gamma) < 1e-6:
+        return rate * math.exp(-y / sigma)
+    base = 1.0 + gamma * y / sigma
+    if base <= 0.0:
+        return 0.0
+    return rate * math.pow(base, -1.0 / gamma)
 
 
 class Adaptive(BaseDetector):
@@ -128,6 +154,8 @@ class Adaptive(BaseDetector):
         self.season_err = math.nan
         self.long_err = math.nan
         self.record = 0.0
+        # peaks-over-threshold model of the residual, for calibrated tail probabilities
+        self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2 = 2.0, TAIL_LEVEL, 1.0, 2.0
         self.run = 0
         self.run_sum = 0.0
         self.profile = array("f", [math.nan]) * self.bins
@@ -189,7 +217,7 @@ class Adaptive(BaseDetector):
             alarm=alarm,
             reason=reason,
             warm=True,
-            pvalue=gaussian_tail(e / MAE_TO_SIGMA, two_sided=self.direction is Direction.BOTH),
+            pvalue=tail_pvalue(e, self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2),
         )
 
     def update_one(self, t: float, x: float) -> Verdict:
@@ -217,6 +245,14 @@ class Adaptive(BaseDetector):
         """Learn ``x`` given its residual ``e`` against the pre-update forecast (nan while learning)."""
         if self.warm and not math.isnan(e):
             self.record = max(e, self.record * self.record_decay)
+            u = self.tail_u
+            exceed = e > u
+            self.tail_u = u + TAIL_STEP * ((1.0 if exceed else 0.0) - TAIL_LEVEL)
+            self.tail_rate += TAIL_RATE_ALPHA * ((1.0 if exceed else 0.0) - self.tail_rate)
+            if exceed:
+                y = e - u
+                self.tail_m1 += TAIL_MOMENT_ALPHA * (y - self.tail_m1)
+                self.tail_m2 += TAIL_MOMENT_ALPHA * (y * y - self.tail_m2)
         clip = self.n > self.min_history
         h = self.huber
         # forecast errors (before the forecasters move)
@@ -295,6 +331,7 @@ class Adaptive(BaseDetector):
             "season_err": finite_or_none(self.season_err),
             "long_err": finite_or_none(self.long_err),
             "record": self.record,
+            "tail": [self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2],
             "run": self.run,
             "run_sum": self.run_sum,
             "profile": pack_f32(self.profile),
@@ -322,6 +359,7 @@ class Adaptive(BaseDetector):
         self.season_err = none_or_float(model["season_err"])
         self.long_err = none_or_float(model["long_err"])
         self.record = float(model["record"])
+        self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2 = (float(v) for v in model["tail"])
         self.run = int(model["run"])
         self.run_sum = float(model["run_sum"])
         self.profile = array("f", unpack_f32(model["profile"]))

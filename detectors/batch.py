@@ -26,7 +26,6 @@ Example
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._codec import finite_or_none, none_or_float, pack_f32, unpack_f32
-from .adaptive import THRESHOLDS, Adaptive
+from .adaptive import TAIL_LEVEL, TAIL_MOMENT_ALPHA, TAIL_RATE_ALPHA, TAIL_STEP, THRESHOLDS, Adaptive
 from .base import Detector, Direction, parse_direction, parse_sensitivity
 from .registry import DEFAULT, create
 
@@ -76,12 +75,21 @@ class ManySeries(Protocol):
         ...
 
 
-def _gauss_tail(z: F64, two_sided: bool) -> F64:
-    from scipy.special import erfc  # type: ignore[import-untyped]
-
-    if two_sided:
-        return np.asarray(erfc(np.abs(z) / math.sqrt(2.0)), dtype=np.float64)
-    return np.asarray(0.5 * erfc(z / math.sqrt(2.0)), dtype=np.float64)
+def _tail_pvalue(e: F64, u: F64, rate: F64, m1: F64, m2: F64) -> F64:
+    """Vectorised `homeostat.detectors.adaptive.tail_pvalue` (same arithmetic)."""
+    below = 1.0 - (1.0 - rate) * np.maximum(e, 0.0) / np.where(u > 0.0, u, 1.0)
+    below = np.where(u > 0.0, below, 1.0)
+    var = np.maximum(m2 - m1 * m1, 1e-12)
+    ratio = m1 * m1 / var
+    gamma = np.minimum(0.45, np.maximum(-0.5, 0.5 * (1.0 - ratio)))
+    sigma = np.maximum(0.5 * m1 * (1.0 + ratio), 1e-12)
+    y = e - u
+    small = np.abs(gamma) < 1e-6
+    g = np.where(small, 1.0, gamma)
+    base = 1.0 + g * y / sigma
+    power = rate * np.power(np.where(base > 0.0, base, 1.0), -1.0 / g)
+    gpd = np.where(small, rate * np.exp(-y / sigma), np.where(base > 0.0, power, 0.0))
+    return np.asarray(np.where(e > u, gpd, below), dtype=np.float64)
 
 
 class BatchAdaptive:
@@ -106,6 +114,10 @@ class BatchAdaptive:
         self.season_err = np.full(n, np.nan)
         self.long_err = np.full(n, np.nan)
         self.record = np.zeros(n)
+        self.tail_u = np.full(n, 2.0)
+        self.tail_rate = np.full(n, TAIL_LEVEL)
+        self.tail_m1 = np.ones(n)
+        self.tail_m2 = np.full(n, 2.0)
         self.run = np.zeros(n, dtype=np.int64)
         self.run_sum = np.zeros(n)
         self.fp_factor = np.ones(n)
@@ -158,7 +170,7 @@ class BatchAdaptive:
             expected = np.where(shown, f, np.nan)
             lower = np.where(shown, f - half, np.nan)
             upper = np.where(shown, f + half, np.nan)
-            pvalue = np.where(judged, _gauss_tail(e / 1.2533, self.direction is Direction.BOTH), np.nan)
+            pvalue = np.where(judged, _tail_pvalue(e, self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2), np.nan)
             out = BatchVerdicts(score, expected, lower, upper, alarm, warm, pvalue)
             self._learn(x, finite, warm, slot, p, e)
         return out
@@ -168,6 +180,15 @@ class BatchAdaptive:
         h = pr.huber
         upd = finite & warm & ~np.isnan(e)
         self.record = np.where(upd, np.maximum(e, self.record * pr.record_decay), self.record)
+        u = self.tail_u
+        exceed = e > u
+        hit = np.where(exceed, 1.0, 0.0)
+        self.tail_u = np.where(upd, u + TAIL_STEP * (hit - TAIL_LEVEL), u)
+        self.tail_rate = np.where(upd, self.tail_rate + TAIL_RATE_ALPHA * (hit - self.tail_rate), self.tail_rate)
+        y = e - u
+        upd_tail = upd & exceed
+        self.tail_m1 = np.where(upd_tail, self.tail_m1 + TAIL_MOMENT_ALPHA * (y - self.tail_m1), self.tail_m1)
+        self.tail_m2 = np.where(upd_tail, self.tail_m2 + TAIL_MOMENT_ALPHA * (y * y - self.tail_m2), self.tail_m2)
         clip = self.n > pr.min_history
         # level forecaster error and long-run error
         has_level = finite & ~np.isnan(self.level)
@@ -248,6 +269,12 @@ class BatchAdaptive:
                 "season_err": finite_or_none(float(self.season_err[i])),
                 "long_err": finite_or_none(float(self.long_err[i])),
                 "record": float(self.record[i]),
+                "tail": [
+                    float(self.tail_u[i]),
+                    float(self.tail_rate[i]),
+                    float(self.tail_m1[i]),
+                    float(self.tail_m2[i]),
+                ],
                 "run": int(self.run[i]),
                 "run_sum": float(self.run_sum[i]),
                 "profile": pack_f32(self.profile[i]),
@@ -266,6 +293,7 @@ class BatchAdaptive:
         self.season_err[i] = none_or_float(m["season_err"])
         self.long_err[i] = none_or_float(m["long_err"])
         self.record[i] = float(m["record"])
+        self.tail_u[i], self.tail_rate[i], self.tail_m1[i], self.tail_m2[i] = (float(v) for v in m["tail"])
         self.run[i] = int(m["run"])
         self.run_sum[i] = float(m["run_sum"])
         self.profile[i] = np.asarray(unpack_f32(m["profile"]), dtype=np.float32)
@@ -273,6 +301,10 @@ class BatchAdaptive:
     def memory_bytes(self) -> int:
         """Bytes of numpy state held for all series."""
         arrays = [
+            self.tail_u,
+            self.tail_rate,
+            self.tail_m1,
+            self.tail_m2,
             self.n,
             self.level,
             self.level_err,

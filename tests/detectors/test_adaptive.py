@@ -167,3 +167,22 @@ def test_update_one_equals_score_then_learn():
         b.learn_one(STEP * i, x)
         assert repr(va) == repr(vb)
     assert a.export_state() == b.export_state()
+
+
+def test_tail_probabilities_are_calibrated_enough_for_fdr():
+    """500 healthy series: about 5 % of p-values below .05, BH at 5 % almost never fires."""
+    from homeostat.detectors.fdr import benjamini_hochberg
+
+    rng = np.random.default_rng(0)
+    n, steps = 500, 1600
+    batch = BatchAdaptive(n, "up")
+    below, rejected, cycles = 0, 0, 0
+    for k in range(steps):
+        x = 100 + 10 * np.sin(2 * np.pi * k / 288 + np.arange(n)) + 3 * rng.normal(size=n)
+        out = batch.update_many(STEP * k, x)
+        if k > 1000:
+            cycles += 1
+            below += int((out.pvalue <= 0.05).sum())
+            rejected += int(benjamini_hochberg(out.pvalue, 0.05).sum())
+    assert 0.02 <= below / (cycles * n) <= 0.08
+    assert rejected / cycles < 0.05
