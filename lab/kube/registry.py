@@ -91,6 +91,11 @@ BUILTINS: tuple[ResourceType, ...] = (
     _b("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", short=("hpa",),
        cats=("all",), status=True),
     _b("coordination.k8s.io", "v1", "leases", "Lease"),
+    _b("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short=("pdb",), status=True),
+    _b("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
+    _b("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
+    _b("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    _b("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
     _b("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
        namespaced=False, short=("crd", "crds"), cats=("api-extensions",), status=True),
 )

@@ -30,8 +30,11 @@ def test_core_v1_lists_builtins_with_scope_and_short_names(http):
 def test_groups_and_versions(http):
     groups = {g["name"]: g for g in http.get("/apis").json()["groups"]}
     assert groups["autoscaling"]["preferredVersion"]["version"] == "v2"
-    for name in ("apps", "events.k8s.io", "coordination.k8s.io", "apiextensions.k8s.io", "lab.homeostat.io"):
+    for name in ("apps", "events.k8s.io", "coordination.k8s.io", "apiextensions.k8s.io", "lab.homeostat.io",
+                 "policy", "rbac.authorization.k8s.io"):
         assert name in groups
+    rbac = {r["name"]: r["namespaced"] for r in http.get("/apis/rbac.authorization.k8s.io/v1").json()["resources"]}
+    assert rbac == {"clusterroles": False, "clusterrolebindings": False, "roles": True, "rolebindings": True}
     group = http.get("/apis/apps").json()
     assert group["kind"] == "APIGroup" and group["versions"][0]["groupVersion"] == "apps/v1"
     assert http.get("/api").json()["versions"] == ["v1"]
