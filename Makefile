@@ -17,8 +17,10 @@ test: install prometheus lint typecheck
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# `$(BIN)/pip`, not `python -m pip`: `-m` puts the current folder first on sys.path, where
+# our `operator/` folder would shadow the standard library's `operator` module.
 install: $(BIN)/python
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=strict
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=strict
 
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || { \
@@ -35,7 +37,7 @@ crds: install
 	$(BIN)/homeostat crds --out crds
 
 bench: install prometheus
-	$(BIN)/python bench/detectors.py
+	cd bench && ../$(BIN)/python detectors.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

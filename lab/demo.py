@@ -27,8 +27,9 @@ NAMESPACE = "shop"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--warmup", type=float, default=40.0,
-                        help="seconds of healthy traffic before the fault (detectors learn from it)")
+    parser.add_argument("--history", type=float, default=1800.0,
+                        help="seconds of healthy past imported into Prometheus (detectors back-fill it)")
+    parser.add_argument("--warmup", type=float, default=12.0, help="seconds shown before the fault")
     parser.add_argument("--fault", type=float, default=25.0, help="seconds the latency fault lasts")
     parser.add_argument("--recovery", type=float, default=15.0, help="seconds shown after the fault clears")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between status lines")
@@ -44,7 +45,7 @@ def demo_policy() -> dict[str, Any]:
         "spec": {
             "target": {"kind": "Deployment", "name": "checkout"},
             "interval": "2s",
-            "lookback": "5m",
+            "lookback": "20m",
             "evaluationDelay": "1s",
             "staleness": "10s",
             "signals": [
@@ -53,12 +54,17 @@ def demo_policy() -> dict[str, Any]:
                     "query": 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket'
                              '{namespace="shop", service="checkout"}[10s])))',
                     "direction": "up",
+                    # The transparent median/MAD detector until `default` keeps a sustained shift
+                    # out of band for the confirmation window (see docs/operator.md).
+                    "detector": {"name": "robust_zscore"},
                 },
                 {
                     "name": "error-ratio",
-                    "query": 'sum(rate(http_requests_total{namespace="shop", service="checkout", code=~"5.."}[10s]))'
-                             ' / sum(rate(http_requests_total{namespace="shop", service="checkout"}[10s]))',
+                    # `or vector(0)`: no 5xx series at all means no errors, not no data
+                    "query": '(sum(rate(http_requests_total{namespace="shop", service="checkout", code=~"5.."}[10s]))'
+                             ' or vector(0)) / sum(rate(http_requests_total{namespace="shop", service="checkout"}[10s]))',
                     "direction": "up",
+                    "detector": {"name": "robust_zscore"},
                 },
             ],
             "confirm": {"k": 3, "n": 4},
@@ -132,15 +138,22 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     def say(text: str) -> None:
         print(f"[{datetime.now().strftime('%H:%M:%S')}] {text}", file=out, flush=True)
 
+    shown: dict[str, Any] = {"key": None, "at": 0.0}
+
     def show(seconds: float, cluster: Any) -> None:
+        """Print the table when the phase or a verdict changes, and every 6 s otherwise."""
         until = time.monotonic() + seconds
         while time.monotonic() < until:
             obj = cluster.get(API, "anomalypolicies", NAMESPACE, "checkout-latency")
-            if obj:
+            status = (obj or {}).get("status") or {}
+            key = (status.get("phase"), tuple((s["name"], s["verdict"]) for s in status.get("signals", [])))
+            if obj and (key != shown["key"] or time.monotonic() - shown["at"] >= 6):
+                shown.update(key=key, at=time.monotonic())
+                say("kubectl get ap")
                 for line in render(obj):
                     print("    " + line, file=out)
                 print(file=out, flush=True)
-            time.sleep(args.interval * 2)
+            time.sleep(args.interval)
 
     with _interruptible(), contextlib.ExitStack() as stack:
         try:
@@ -151,18 +164,22 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             service = SimulatedService(name="checkout", namespace=NAMESPACE, seed=7).start()
             stack.callback(service.stop)
             say(f"simulated service `checkout` (3 pods) exporting metrics on {service.target}")
-            prometheus = stack.enter_context(PrometheusServer(scrape_interval=1.0, targets=[service.target]))
-            say(f"Prometheus {prometheus.url} scraping it every 1s")
+            prometheus = PrometheusServer(scrape_interval=1.0, targets=[service.target])
+            now = time.time()
+            prometheus.import_history(service.history(start=now - args.history, end=now - 1, step=1.0,
+                                                      instance=service.target))
+            stack.enter_context(prometheus)
+            say(f"Prometheus {prometheus.url} scraping it every 1s, with {args.history / 60:.0f} minutes of "
+                "healthy history imported by promtool")
             operator = OperatorProcess(kubeconfig=cluster.kubeconfig_path, prometheus_url=prometheus.url,
                                        log_path=workdir / "operator.log", extra=[])
             stack.callback(operator.stop)
             operator.wait_ready()
             say(f"operator running (pid {operator.process.pid}, log {workdir / 'operator.log'})")
-            say(f"healthy traffic for {args.warmup:.0f}s so the detectors learn the baseline ...")
-            time.sleep(max(0.0, args.warmup - 10))
             cluster.apply(demo_policy())
-            say("applied AnomalyPolicy shop/checkout-latency (kubectl get ap):")
-            show(10, cluster)
+            say("applied AnomalyPolicy shop/checkout-latency; the operator back-fills its detectors "
+                "(kubectl get ap):")
+            show(args.warmup, cluster)
             say("FAULT: checkout latency x4 (a slow dependency)")
             service.model.latency_factor = 4.0
             show(args.fault, cluster)

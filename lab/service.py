@@ -92,6 +92,54 @@ class SimulatedService:
                 if errors:
                     self.requests.labels(self.namespace, self.name, pod, "500").inc(errors)
 
+    def history(
+        self, *, start: float, end: float, step: float, instance: str, job: str = "lab"
+    ) -> dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]]:
+        """The cumulative series this service would have exported from `start` to `end`.
+
+        Same model and pods as the live service, sampled every `step` seconds, labelled as the
+        scrape of `instance` would be; fed to `PrometheusServer.import_history` so the demo and
+        the tests start with a warm past instead of waiting for one. The live counters start
+        from zero afterwards, which Prometheus' `rate()` reads as an ordinary counter reset.
+        """
+        model = self.model
+        error_rate = model.base_error_rate if model.error_rate is None else model.error_rate
+        edges = np.asarray(LATENCY_BUCKETS)
+        times = np.arange(start, end, step)
+        out: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = {}
+        for pod in self.pods:
+            base = {"namespace": self.namespace, "service": self.name, "pod": pod, "instance": instance, "job": job}
+            buckets = np.zeros(len(edges) + 1)
+            total = ok = failed = 0.0
+            latency_sum = 0.0
+            rows: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = {}
+
+            def put(name: str, extra: dict[str, str], t: float, value: float,
+                    rows: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = rows,
+                    base: dict[str, str] = base) -> None:
+                rows.setdefault((name, tuple(sorted({**base, **extra}.items()))), []).append((float(t), value))
+
+            median = model.median_latency(len(self.pods), pod)
+            for t in times:
+                count = int(self._rng.poisson(model.rate_per_second / max(len(self.pods), 1) * step))
+                latencies = self._rng.lognormal(math.log(median), model.latency_sigma, size=count)
+                buckets += np.bincount(np.searchsorted(edges, latencies, side="left"), minlength=len(edges) + 1)
+                errors = int(self._rng.binomial(count, min(max(error_rate, 0.0), 1.0)))
+                total += count
+                failed += errors
+                ok += count - errors
+                latency_sum += float(latencies.sum())
+                cumulative = np.cumsum(buckets)
+                for edge, value in zip(LATENCY_BUCKETS, cumulative[:-1], strict=True):
+                    put("http_request_duration_seconds_bucket", {"le": repr(edge)}, t, float(value))
+                put("http_request_duration_seconds_bucket", {"le": "+Inf"}, t, total)
+                put("http_request_duration_seconds_count", {}, t, total)
+                put("http_request_duration_seconds_sum", {}, t, latency_sum)
+                put("http_requests_total", {"code": "200"}, t, ok)
+                put("http_requests_total", {"code": "500"}, t, failed)
+            out.update(rows)
+        return out
+
     def set_pods(self, pods: list[str]) -> None:
         """Follow the workload: the pods that exist now (dead pods stop reporting)."""
         with self._lock:
