@@ -200,7 +200,7 @@ class Adaptive(BaseDetector):
         return self._verdict(x, f, s, name, self._deviation(x, f, s))
 
     def _verdict(self, x: float, f: float, s: float, name: str, e: float) -> Verdict:
-        record = max(self.record, self.record_floor)
+        record = max(self.record / s, self.record_floor)  # the record in current error units
         thr = self.threshold
         r = e / (record * thr)
         alarm = r > 1.0
@@ -229,22 +229,26 @@ class Adaptive(BaseDetector):
         f, s, name = self._forecast(slot)
         e = self._deviation(x, f, s)
         verdict = self._verdict(x, f, s, name, e)
-        self._update(x, slot, e)
+        self._update(x, slot, e, s)
         self._decay_feedback()
         return verdict
 
     def _learn(self, t: float, x: float) -> None:
         slot = self._slot(t)
-        e = math.nan
+        e, s = math.nan, math.nan
         if self.warm:
             f, s, _ = self._forecast(slot)
             e = self._deviation(x, f, s)
-        self._update(x, slot, e)
+        self._update(x, slot, e, s)
 
-    def _update(self, x: float, slot: int, e: float) -> None:
-        """Learn ``x`` given its residual ``e`` against the pre-update forecast (nan while learning)."""
+    def _update(self, x: float, slot: int, e: float, s: float) -> None:
+        """Learn ``x`` given its residual ``e`` (in units of ``s``) against the pre-update forecast.
+
+        ``e`` is nan while learning. The record is kept in the series' own units (``e * s``),
+        so a drifting error scale does not make old records look small or large.
+        """
         if self.warm and not math.isnan(e):
-            self.record = max(e, self.record * self.record_decay)
+            self.record = max(e * s, self.record * self.record_decay)
             u = self.tail_u
             exceed = e > u
             self.tail_u = u + TAIL_STEP * ((1.0 if exceed else 0.0) - TAIL_LEVEL)
@@ -306,7 +310,7 @@ class Adaptive(BaseDetector):
         f, s, _ = self._forecast(self._slot(float(t)))
         e = self._deviation(float(x), f, s)
         if e > 0.0:
-            self.record = max(self.record, e * 1.05 / self.threshold)
+            self.record = max(self.record, e * s * 1.05 / self.threshold)
 
     # -- state -----------------------------------------------------------------------------
     def _export(self) -> dict[str, Any]:

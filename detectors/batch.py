@@ -157,7 +157,7 @@ class BatchAdaptive:
                 e = -d
             else:
                 e = np.abs(d)
-            record = np.maximum(self.record, pr.record_floor)
+            record = np.maximum(self.record / s, pr.record_floor)
             thr = THRESHOLDS[self.sensitivity] * self.fp_factor
             r = e / (record * thr)
             r2 = r * r
@@ -172,14 +172,14 @@ class BatchAdaptive:
             upper = np.where(shown, f + half, np.nan)
             pvalue = np.where(judged, _tail_pvalue(e, self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2), np.nan)
             out = BatchVerdicts(score, expected, lower, upper, alarm, warm, pvalue)
-            self._learn(x, finite, warm, slot, p, e)
+            self._learn(x, finite, warm, slot, p, e, s)
         return out
 
-    def _learn(self, x: F64, finite: B, warm: B, slot: npt.NDArray[np.int64] | int, p: F64, e: F64) -> None:
+    def _learn(self, x: F64, finite: B, warm: B, slot: npt.NDArray[np.int64] | int, p: F64, e: F64, s: F64) -> None:
         pr = self.proto
         h = pr.huber
         upd = finite & warm & ~np.isnan(e)
-        self.record = np.where(upd, np.maximum(e, self.record * pr.record_decay), self.record)
+        self.record = np.where(upd, np.maximum(e * s, self.record * pr.record_decay), self.record)
         u = self.tail_u
         exceed = e > u
         hit = np.where(exceed, 1.0, 0.0)
