@@ -61,8 +61,9 @@ def demo_policy() -> dict[str, Any]:
                 {
                     "name": "error-ratio",
                     # `or vector(0)`: no 5xx series at all means no errors, not no data
-                    "query": '(sum(rate(http_requests_total{namespace="shop", service="checkout", code=~"5.."}[10s]))'
-                             ' or vector(0)) / sum(rate(http_requests_total{namespace="shop", service="checkout"}[10s]))',
+                    "query": '(sum(rate(http_requests_total{namespace="shop", service="checkout", code=~"5.."}'
+                             '[10s])) or vector(0)) / sum(rate(http_requests_total{namespace="shop", '
+                             'service="checkout"}[10s]))',
                     "direction": "up",
                     "detector": {"name": "robust_zscore"},
                 },
