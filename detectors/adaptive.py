@@ -83,7 +83,7 @@ from .base import BaseDetector, Direction, Verdict, learning_verdict, ratio_to_s
 __all__ = ["THRESHOLDS", "Adaptive"]
 
 #: Margin (ratio to the running record) above which the detector alarms, per sensitivity.
-THRESHOLDS: dict[str, float] = {"low": 1.5, "medium": 1.12, "high": 0.9}
+THRESHOLDS: dict[str, float] = {"low": 1.5, "medium": 1.09, "high": 0.9}
 MAE_TO_SIGMA = 1.2533
 #: Tail model of the residual (for ``Verdict.pvalue``): exceedance level tracked, step of the
 #: quantile tracker, smoothing of the exceedance rate and of the excess moments.
