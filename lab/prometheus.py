@@ -38,8 +38,12 @@ def free_port() -> int:
 
 
 def find_prometheus() -> str:
-    """Path of the `prometheus` binary, or PrometheusMissing with the fix."""
-    path = shutil.which("prometheus") or ("/usr/bin/prometheus" if os.path.exists("/usr/bin/prometheus") else None)
+    """Path of the `prometheus` binary ($HOMEOSTAT_PROMETHEUS when set), or PrometheusMissing."""
+    override = os.environ.get("HOMEOSTAT_PROMETHEUS")
+    if override is not None:
+        path: str | None = override if os.access(override, os.X_OK) else None
+    else:
+        path = shutil.which("prometheus") or ("/usr/bin/prometheus" if os.path.exists("/usr/bin/prometheus") else None)
     if path is None:
         raise PrometheusMissing(f"the `prometheus` binary was not found; {INSTALL_HINT}")
     return path

@@ -66,7 +66,8 @@ class PrometheusSource:
         headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else None
         # One quick retry at most: the monitor's own interval is the real retry loop, and a
         # long urllib3 backoff would stall the cycle of a policy whose Prometheus is down.
-        retry = Retry(total=1, backoff_factor=0.1, status_forcelist=[502, 503, 504], allowed_methods=None)
+        # Status codes are not retried either, so a 503 reaches us with Prometheus' own message.
+        retry = Retry(total=1, connect=1, read=0, status=0, backoff_factor=0.1, raise_on_status=False)
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._client = PrometheusConnect(url=self.url, headers=headers, retry=retry, timeout=timeout)

@@ -3,6 +3,7 @@ scraping an exporter the test drives, and `homeostat run` as its own process."""
 
 from __future__ import annotations
 
+import http.server
 import threading
 import time
 from collections.abc import Iterator
@@ -201,13 +202,43 @@ def test_prometheus_down_gives_a_condition_and_never_an_anomalous_verdict(
     assert any(e["reason"] == "PrometheusUnavailable" for e in events_for(cluster, "checkout"))
 
 
+@pytest.fixture
+def failing_prometheus() -> Iterator[str]:
+    """An HTTP server that answers every Prometheus API call with 503, as an overloaded one does."""
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"status":"error","errorType":"unavailable","error":"too many queries"}'
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
 def test_prometheus_errors_and_a_policy_default_url_that_is_closed(
-    cluster: Any, start_operator: Any
+    cluster: Any, start_operator: Any, failing_prometheus: str
 ) -> None:
     cluster.apply(deployment("checkout"))
     closed = f"http://127.0.0.1:{free_port()}"
     start_operator(None)  # the operator has no default Prometheus
     cluster.apply(policy("nowhere", simple_spec("up", prometheus={"url": closed, "timeout": "1s"})))
+    cluster.apply(policy("failing", simple_spec("up", prometheus={"url": failing_prometheus})))
+    failing = wait_until(lambda: (s := status_of(cluster, "failing")).get("phase") == "NoData" and s, timeout=20,
+                         message="503 answers not reported")
+    reachable = condition(failing, "PrometheusReachable")
+    assert reachable["status"] == "False" and "too many queries" in reachable["message"]
+    assert failing["signals"][0]["verdict"] == "no-data" and not failing["signals"][0]["confirmed"]
     cluster.apply(policy("unset", simple_spec("up")))
     status = wait_until(lambda: (s := status_of(cluster, "nowhere")).get("phase") == "NoData" and s, timeout=20,
                         message="closed Prometheus not reported")
