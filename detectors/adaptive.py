@@ -14,12 +14,17 @@ forecaster that has been more accurate lately (forecast-model selection), giving
 standardised residual ``e = |x - forecast| / error`` in the watched direction.
 
 Rather than a fixed z threshold, ``e`` is compared with the *record*: a slowly decaying
-maximum of the residuals seen so far (``record_decay`` per point, never below
-``record_floor``). The score is high only when the point is more extreme than anything in
+maximum of the residuals seen so far (``record_decay`` per point; kept in the series' own
+units, so a drifting error scale does not shrink or inflate it; never below
+``record_floor`` mean absolute errors). The score is high only when the point is more extreme than anything in
 recent memory, so a heavy-tailed but healthy series stops alarming once its usual bursts
 are on record, an anomaly fires once, early, and its continuation does not fire again
 (it is no longer a record). This is extreme-value thinking without the distributional
 fit: a point is anomalous when it breaks the running record by a margin.
+
+``Verdict.pvalue`` comes from a peaks-over-threshold model of ``e``: its 95 % quantile is
+tracked online and the excesses get a generalised Pareto law fitted by moments (four
+floats), calibrated enough for Benjamini-Hochberg across series (``fdr``).
 
 Level shifts re-baseline: after ``shift_after`` consecutive same-side residuals beyond the
 Huber bound, the level jumps to the mean of that run, so a persistent shift that nobody
