@@ -35,6 +35,7 @@ typecheck:
 
 crds: install
 	$(BIN)/homeostat crds --out crds
+	cp crds/*.yaml deploy/crds/
 
 bench: install prometheus
 	cd bench && ../$(BIN)/python detectors.py
