@@ -298,6 +298,13 @@ class BatchAdaptive:
         self.run_sum[i] = float(m["run_sum"])
         self.profile[i] = np.asarray(unpack_f32(m["profile"]), dtype=np.float32)
 
+    def mark_false_positive(self, i: int, t: float, x: float) -> None:
+        """User feedback for series ``i``: exactly `Adaptive.mark_false_positive` (rare, not vectorised)."""
+        det = Adaptive(self.direction, self.sensitivity)
+        det.restore_state(self.export_series(i))
+        det.mark_false_positive(t, x)
+        self.import_series(i, det.export_state())
+
     def memory_bytes(self) -> int:
         """Bytes of numpy state held for all series."""
         arrays = [

@@ -190,3 +190,18 @@ def test_tail_probabilities_are_calibrated_enough_for_fdr():
             rejected += int(benjamini_hochberg(out.pvalue, 0.05).sum())
     assert 0.02 <= below / (cycles * n) <= 0.08
     assert rejected / cycles < 0.05
+
+
+def test_batch_feedback_matches_per_series():
+    xs = _noise(1100)
+    det = Adaptive(direction="up")
+    batch = BatchAdaptive(2, "up")
+    for i, x in enumerate(xs[:1000]):
+        det.update_one(STEP * i, x)
+        batch.update_many(STEP * i, np.array([x, x]))
+    t, x = STEP * 1000, xs[1000] + 70.0
+    det.mark_false_positive(t, x)
+    batch.mark_false_positive(0, t, x)
+    assert batch.export_series(0) == det.export_state()
+    out = batch.update_many(t, np.array([x, x]))
+    assert out.alarm.tolist() == [False, True]
