@@ -60,3 +60,35 @@ def test_level_shift_rebaselines_within_bound(name):
     bound = SHIFT_BOUND[name]
     late = [i for i, a in enumerate(alarms) if a and i >= bound]
     assert not late, f"{name} still alarming {len(late)} times after {bound} points, first at {late[:3]}"
+
+
+GENERATORS = {
+    "flat_then_jump": lambda i, r: 5.0 if i < 700 else 500.0,
+    "huge": lambda i, r: 1e12 + r.gauss(0, 1e9),
+    "tiny": lambda i, r: 1e-12 * r.random(),
+    "negative": lambda i, r: -100 + r.gauss(0, 1),
+    "zeros_and_spikes": lambda i, r: 0.0 if i % 37 else 1e6,
+    "gaps_and_inf": lambda i, r: math.nan if (i // 50) % 3 == 0 else (math.inf if i % 101 == 0 else r.gauss(10, 1)),
+    "small_counts": lambda i, r: float(r.randint(0, 3)),
+    "alternating": lambda i, r: (-1) ** i * 1e3,
+}
+
+
+@pytest.mark.parametrize("name", names())
+@pytest.mark.parametrize("kind", sorted(GENERATORS))
+def test_awkward_series_keep_the_contract(name, kind):
+    """Irregular steps, gaps, infinities, extreme magnitudes: scores in [0, 1], strict-JSON state."""
+    import json
+
+    rng = random.Random(kind)
+    gen = GENERATORS[kind]
+    det = create(name, direction="both")
+    t = 0.0
+    for i in range(1200):
+        t += rng.choice([60.0, 300.0, 300.0, 3600.0])
+        x = gen(i, rng)
+        v = det.update_one(t, x)
+        assert 0.0 <= v.score <= 1.0
+        assert not (v.alarm and not v.warm)
+        assert not (v.alarm and not math.isfinite(x))
+    json.dumps(det.export_state(), allow_nan=False)
