@@ -187,6 +187,12 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             say("fault cleared")
             service.model.latency_factor = 1.0
             show(args.recovery, cluster)
+            if args.keep:
+                import yaml
+
+                final = cluster.get(API, "anomalypolicies", NAMESPACE, "checkout-latency")
+                (workdir / "checkout-latency.yaml").write_text(yaml.safe_dump(final, sort_keys=False))
+                say(f"the policy as `kubectl get ap -o yaml` shows it: {workdir / 'checkout-latency.yaml'}")
             events = [e for e in cluster.events(NAMESPACE)
                       if (e.get("involvedObject") or e.get("regarding") or {}).get("name") == "checkout-latency"]
             say("Events on the policy (kubectl get events):")
