@@ -14,7 +14,7 @@ forecaster that has been more accurate lately (forecast-model selection), giving
 standardised residual ``e = |x - forecast| / error`` in the watched direction.
 
 Rather than a fixed z threshold, ``e`` is compared with the *record*: a slowly decaying
-maximum of the residuals seen so far (``record_decay`` per point; kept in the series' own
+maximum of the residuals seen so far (half-life ``record_half_life`` seconds; kept in the series' own
 units, so a drifting error scale does not shrink or inflate it; never below
 ``record_floor`` mean absolute errors). The score is high only when the point is more extreme than anything in
 recent memory, so a heavy-tailed but healthy series stops alarming once its usual bursts
@@ -43,9 +43,11 @@ level_alpha, error_alpha, season_alpha
     Smoothing of the level, of the forecast errors and of the seasonal profile (per visit).
 huber
     Clipping of the updates, in mean absolute errors.
-record_decay, record_floor
-    Per-point decay of the running record (0.9997: half-life of about 2300 points, eight
-    days of five-minute points) and its floor (in mean absolute errors).
+record_half_life, record_floor
+    Half-life of the running record in seconds and its floor (in mean absolute errors).
+    Two weeks: longer than the weekly cycle, so last week's peak hour is still on record
+    when it comes round again; in time rather than points so the memory does not depend
+    on the sampling rate.
 min_history
     Points learned before the detector judges anything (288: a day of five-minute points,
     so the running record is not set by the warm-up transient).
@@ -134,7 +136,7 @@ class Adaptive(BaseDetector):
         error_alpha: float = 0.005,
         season_alpha: float = 0.5,
         huber: float = 2.0,
-        record_decay: float = 0.9997,
+        record_half_life: float = 14 * 86400.0,
         record_floor: float = 3.0,
         min_history: int = 288,
         shift_after: int = 12,
@@ -146,7 +148,7 @@ class Adaptive(BaseDetector):
         self.error_alpha = error_alpha
         self.season_alpha = season_alpha
         self.huber = huber
-        self.record_decay = record_decay
+        self.record_half_life = float(record_half_life)
         self.record_floor = record_floor
         self.min_history = int(min_history)
         self.shift_after = int(shift_after)
@@ -159,6 +161,7 @@ class Adaptive(BaseDetector):
         self.season_err = math.nan
         self.long_err = math.nan
         self.record = 0.0
+        self.last_t = math.nan  # time of the last learned point (for the record's decay)
         # peaks-over-threshold model of the residual, for calibrated tail probabilities
         self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2 = 2.0, TAIL_LEVEL, 1.0, 2.0
         self.run = 0
@@ -234,7 +237,7 @@ class Adaptive(BaseDetector):
         f, s, name = self._forecast(slot)
         e = self._deviation(x, f, s)
         verdict = self._verdict(x, f, s, name, e)
-        self._update(x, slot, e, s)
+        self._update(t, x, slot, e, s)
         self._decay_feedback()
         return verdict
 
@@ -244,16 +247,21 @@ class Adaptive(BaseDetector):
         if self.warm:
             f, s, _ = self._forecast(slot)
             e = self._deviation(x, f, s)
-        self._update(x, slot, e, s)
+        self._update(t, x, slot, e, s)
 
-    def _update(self, x: float, slot: int, e: float, s: float) -> None:
+    def _record_decay(self, t: float) -> float:
+        """Decay of the record since the last learned point: 0.5 ** (elapsed / half-life)."""
+        dt = t - self.last_t
+        return 0.5 ** (dt / self.record_half_life) if dt > 0.0 else 1.0
+
+    def _update(self, t: float, x: float, slot: int, e: float, s: float) -> None:
         """Learn ``x`` given its residual ``e`` (in units of ``s``) against the pre-update forecast.
 
         ``e`` is nan while learning. The record is kept in the series' own units (``e * s``),
         so a drifting error scale does not make old records look small or large.
         """
         if self.warm and not math.isnan(e):
-            self.record = max(e * s, self.record * self.record_decay)
+            self.record = max(e * s, self.record * self._record_decay(t))
             u = self.tail_u
             exceed = e > u
             self.tail_u = u + TAIL_STEP * ((1.0 if exceed else 0.0) - TAIL_LEVEL)
@@ -303,11 +311,12 @@ class Adaptive(BaseDetector):
         # seasonal profile (stored as float32: what is exported is exactly what is used)
         self.profile[slot] = x if math.isnan(p) else p + self.season_alpha * (x - p)
         self.n += 1
+        self.last_t = t
 
     def mark_false_positive(self, t: float, x: float) -> None:
         """Feedback: put the point's residual on record, so it and anything smaller stay quiet.
 
-        The record decays like any other (half-life ``ln 2 / -ln(record_decay)`` points), so
+        The record decays like any other (half-life ``record_half_life`` seconds), so
         the detector becomes sensitive to that pattern again after a while.
         """
         if not math.isfinite(x) or not self.warm:
@@ -329,7 +338,7 @@ class Adaptive(BaseDetector):
                 self.error_alpha,
                 self.season_alpha,
                 self.huber,
-                self.record_decay,
+                self.record_half_life,
                 self.record_floor,
                 self.min_history,
                 self.shift_after,
@@ -340,6 +349,7 @@ class Adaptive(BaseDetector):
             "season_err": finite_or_none(self.season_err),
             "long_err": finite_or_none(self.long_err),
             "record": self.record,
+            "last_t": finite_or_none(self.last_t),
             "tail": [self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2],
             "run": self.run,
             "run_sum": self.run_sum,
@@ -356,7 +366,7 @@ class Adaptive(BaseDetector):
             self.error_alpha,
             self.season_alpha,
             self.huber,
-            self.record_decay,
+            self.record_half_life,
             self.record_floor,
             min_history,
             shift_after,
@@ -368,6 +378,7 @@ class Adaptive(BaseDetector):
         self.season_err = none_or_float(model["season_err"])
         self.long_err = none_or_float(model["long_err"])
         self.record = float(model["record"])
+        self.last_t = none_or_float(model["last_t"])
         self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2 = (float(v) for v in model["tail"])
         self.run = int(model["run"])
         self.run_sum = float(model["run_sum"])

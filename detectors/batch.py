@@ -114,6 +114,7 @@ class BatchAdaptive:
         self.season_err = np.full(n, np.nan)
         self.long_err = np.full(n, np.nan)
         self.record = np.zeros(n)
+        self.last_t = np.full(n, np.nan)
         self.tail_u = np.full(n, 2.0)
         self.tail_rate = np.full(n, TAIL_LEVEL)
         self.tail_m1 = np.ones(n)
@@ -172,14 +173,41 @@ class BatchAdaptive:
             upper = np.where(shown, f + half, np.nan)
             pvalue = np.where(judged, _tail_pvalue(e, self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2), np.nan)
             out = BatchVerdicts(score, expected, lower, upper, alarm, warm, pvalue)
-            self._learn(x, finite, warm, slot, p, e, s)
+            self._learn(t, x, finite, warm, slot, p, e, s)
         return out
 
-    def _learn(self, x: F64, finite: B, warm: B, slot: npt.NDArray[np.int64] | int, p: F64, e: F64, s: F64) -> None:
+    def _record_decay(self, t: float | F64) -> F64:
+        """Per-series ``0.5 ** (elapsed / half-life)``, computed with Python floats like `Adaptive`.
+
+        Series advance together, so the elapsed times take one or a few distinct values:
+        each distinct value is exponentiated once by Python (bit-identical to the per-series
+        class), then broadcast.
+        """
+        hl = self.proto.record_half_life
+        dt = np.asarray(t, dtype=np.float64) - self.last_t
+        dt = np.where(np.isfinite(dt) & (dt > 0.0), dt, 0.0)
+        if dt.size and np.all(dt == dt[0]):
+            v = float(dt[0])
+            return np.full(self.size, 0.5 ** (v / hl) if v > 0.0 else 1.0)
+        values, inverse = np.unique(dt, return_inverse=True)
+        table = np.asarray([0.5 ** (v / hl) if v > 0.0 else 1.0 for v in values.tolist()])
+        return np.asarray(table[inverse], dtype=np.float64)
+
+    def _learn(
+        self,
+        t: float | F64,
+        x: F64,
+        finite: B,
+        warm: B,
+        slot: npt.NDArray[np.int64] | int,
+        p: F64,
+        e: F64,
+        s: F64,
+    ) -> None:
         pr = self.proto
         h = pr.huber
         upd = finite & warm & ~np.isnan(e)
-        self.record = np.where(upd, np.maximum(e * s, self.record * pr.record_decay), self.record)
+        self.record = np.where(upd, np.maximum(e * s, self.record * self._record_decay(t)), self.record)
         u = self.tail_u
         exceed = e > u
         hit = np.where(exceed, 1.0, 0.0)
@@ -240,6 +268,7 @@ class BatchAdaptive:
             dec = np.where(dec < 1.0 + 1e-6, 1.0, dec)
             self.fp_factor = np.where(finite & (fp != 1.0), dec, fp)
         self.n = self.n + finite
+        self.last_t = np.where(finite, np.asarray(t, dtype=np.float64), self.last_t)
 
     def export_series(self, i: int) -> dict[str, Any]:
         """Series ``i`` as an `Adaptive` state (``Adaptive().restore_state`` accepts it)."""
@@ -258,7 +287,7 @@ class BatchAdaptive:
                     pr.error_alpha,
                     pr.season_alpha,
                     pr.huber,
-                    pr.record_decay,
+                    pr.record_half_life,
                     pr.record_floor,
                     pr.min_history,
                     pr.shift_after,
@@ -269,6 +298,7 @@ class BatchAdaptive:
                 "season_err": finite_or_none(float(self.season_err[i])),
                 "long_err": finite_or_none(float(self.long_err[i])),
                 "record": float(self.record[i]),
+                "last_t": finite_or_none(float(self.last_t[i])),
                 "tail": [
                     float(self.tail_u[i]),
                     float(self.tail_rate[i]),
@@ -293,6 +323,7 @@ class BatchAdaptive:
         self.season_err[i] = none_or_float(m["season_err"])
         self.long_err[i] = none_or_float(m["long_err"])
         self.record[i] = float(m["record"])
+        self.last_t[i] = none_or_float(m["last_t"])
         self.tail_u[i], self.tail_rate[i], self.tail_m1[i], self.tail_m2[i] = (float(v) for v in m["tail"])
         self.run[i] = int(m["run"])
         self.run_sum[i] = float(m["run_sum"])
@@ -308,6 +339,7 @@ class BatchAdaptive:
     def memory_bytes(self) -> int:
         """Bytes of numpy state held for all series."""
         arrays = [
+            self.last_t,
             self.tail_u,
             self.tail_rate,
             self.tail_m1,
