@@ -32,6 +32,12 @@ class ActionState(enum.StrEnum):
     DRY_RUN = "DryRun"  # would have been done
 
 
+class ActionPurpose(enum.StrEnum):
+    STEP = "Step"  # a step of the playbook
+    ESCALATION = "Escalation"  # the notification sent on escalation
+    SCALE_BACK = "ScaleBack"  # undoing a step's scale-out once resolved and quiet
+
+
 class InvolvedSeries(WireModel):
     """A series that was anomalous when the incident was opened."""
 
@@ -47,9 +53,16 @@ class InvolvedSeries(WireModel):
 class IncidentSpec(WireModel):
     policy: str
     target: TargetRef
-    detected_at: str
+    detected_at: str = Field(description="When the anomaly was confirmed (RFC 3339, UTC).")
+    anomaly_started_at: str | None = Field(
+        default=None, description="When the first anomalous point of the confirmation window was seen."
+    )
     signal: str = Field(description="The first signal confirmed anomalous.")
-    involved: list[InvolvedSeries] = Field(default_factory=list)
+    involved: list[InvolvedSeries] = Field(
+        default_factory=list,
+        description="The series confirmed anomalous, with the band recorded at detection: verification "
+        "compares later values with this band, not with the detectors' moving one.",
+    )
 
 
 class ActionRecord(WireModel):
@@ -61,6 +74,7 @@ class ActionRecord(WireModel):
     finished_at: str | None = None
     message: str = ""
     dry_run: bool = False
+    purpose: ActionPurpose = ActionPurpose.STEP
 
 
 class TimelineEntry(WireModel):
@@ -72,9 +86,20 @@ class TimelineEntry(WireModel):
 
 class IncidentStatus(WireModel):
     phase: IncidentPhase = IncidentPhase.DETECTED
+    phase_since: str | None = Field(default=None, description="When the current phase began.")
     current_step: int = 0
-    last_action: str | None = None
+    last_action: str | None = Field(default=None, description="e.g. `restart Succeeded`, for `kubectl get`.")
+    verify_until: str | None = Field(default=None, description="End of the current verification window.")
+    waiting: str | None = Field(default=None, description="Why the next action is not taken now (a guardrail).")
     actions: list[ActionRecord] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     resolved_at: str | None = None
+    reopened: int = Field(default=0, description="Times a recurrence reopened this incident.")
+    hold_until: str | None = Field(
+        default=None, description="After escalation, no action on the target before this time."
+    )
+    hold_released: str | None = Field(
+        default=None, description="When the escalation hold ended (cleared by a human or expired)."
+    )
+    feedback: str | None = Field(default=None, description="`false-positive` once the verdict was fed back.")
     message: str = ""

@@ -202,7 +202,14 @@ class Playbook(WireModel):
     cooldown: Duration = Field(default="10m", description="Minimum time between two actions on the target.")
     max_actions_per_hour: Annotated[int, Field(ge=0, le=100)] = 3
     escalation_hold: Duration = Field(
-        default="1h", description="After escalation, stop acting on the target for this long."
+        default="1h",
+        description="After escalation, stop acting on the target for this long (or until the Incident "
+        "is annotated homeostat.dev/cleared=true).",
+    )
+    reopen_window: Duration = Field(
+        default="15m",
+        description="An anomaly confirmed again this soon after resolution reopens the incident "
+        "(and goes on with the next step) instead of opening a new one.",
     )
     dry_run: bool = Field(default=False, description="Decide and record, but never change the workload.")
     suspend: bool = Field(default=False, description="Keep detecting, take no action.")

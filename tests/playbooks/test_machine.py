@@ -1,0 +1,362 @@
+"""The incident state machine, transition by transition (pure: no API, no clock, no detectors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from homeostat.api.incident import (
+    ActionPurpose,
+    ActionRecord,
+    ActionState,
+    IncidentPhase,
+    IncidentSpec,
+    IncidentStatus,
+    InvolvedSeries,
+)
+from homeostat.api.policy import Action, PolicySpec
+from homeostat.api.times import format_time
+from homeostat.playbooks.guards import Guard, GuardFacts
+from homeostat.playbooks.machine import (
+    Decision,
+    IncidentView,
+    Kind,
+    Observations,
+    Recovery,
+    SeriesNow,
+    SignalNow,
+    decide,
+    judge_recovery,
+)
+
+NOW = 1_800_000_000.0
+NAME = "web-20270115-080000"
+BAND = {"expected": 0.1, "lower": 0.05, "upper": 0.15}
+
+
+def policy(steps: list[dict[str, Any]] | None = None, signals: list[dict[str, Any]] | None = None,
+           **playbook: Any) -> PolicySpec:
+    return PolicySpec.model_validate({
+        "target": {"kind": "Deployment", "name": "web"},
+        "signals": signals or [{"name": "latency", "query": "q"}, {"name": "errors", "query": "e"}],
+        "playbook": {"steps": steps if steps is not None else [{"action": "restart"}, {"action": "scale-out"}],
+                     "verify": "2m", "cooldown": "10m", **playbook},
+    })
+
+
+def series(value: float, *, confirmed: bool = False, anomalous: bool | None = None, **labels: str) -> SeriesNow:
+    return SeriesNow(labels=labels, value=value, confirmed=confirmed,
+                     anomalous=confirmed if anomalous is None else anomalous, **BAND, score=0.9)
+
+
+def observe(**signals: SeriesNow | list[SeriesNow] | None) -> Observations:
+    """`latency=series(...)`; a None signal has no data (Prometheus down)."""
+    built = {}
+    for name, given in signals.items():
+        if given is None:
+            built[name] = SignalNow(name=name, usable=False, verdict="no-data", reason="Prometheus unreachable")
+            continue
+        items = given if isinstance(given, list) else [given]
+        verdict = "anomalous" if any(s.anomalous for s in items) else "normal"
+        built[name] = SignalNow(name=name, usable=True, verdict=verdict, series=tuple(items))
+    return Observations(at=NOW, signals=built, anomaly_started_at=NOW - 3)
+
+
+HIGH = series(1.0, confirmed=True)
+NORMAL = series(0.1)
+
+
+def incident(phase: IncidentPhase = IncidentPhase.DETECTED, *, step: int = 0, actions: list[ActionRecord] | None = None,
+             annotations: dict[str, str] | None = None, **status: Any) -> IncidentView:
+    spec = IncidentSpec(
+        policy="web", target={"kind": "Deployment", "name": "web"},  # type: ignore[arg-type]
+        detected_at=format_time(NOW - 300), signal="latency",
+        involved=[InvolvedSeries(signal="latency", observed=1.0, score=0.99, **BAND)],
+    )
+    return IncidentView(name=NAME, namespace="shop", spec=spec,
+                        status=IncidentStatus(phase=phase, current_step=step, actions=actions or [], **status),
+                        annotations=annotations or {})
+
+
+def record(step: int, state: ActionState, *, action: Action = Action.RESTART, at: float = NOW - 200,
+           purpose: ActionPurpose = ActionPurpose.STEP) -> ActionRecord:
+    return ActionRecord(key=f"{NAME}/{step}/1", step=step, action=action, state=state, started_at=format_time(at),
+                        purpose=purpose)
+
+
+def run(incidents: list[IncidentView], obs: Observations, spec: PolicySpec | None = None, *, now: float = NOW,
+        **facts: Any) -> Decision:
+    return decide(incidents=incidents, obs=obs, policy=spec or policy(), facts=GuardFacts(now=now, **facts), now=now)
+
+
+# --- opening -------------------------------------------------------------------------------------
+
+
+def test_nothing_happens_without_an_incident_or_a_confirmed_anomaly() -> None:
+    assert run([], observe(latency=NORMAL, errors=NORMAL)).kind == Kind.IDLE
+    # anomalous points that are not (yet) confirmed do not open an incident
+    assert run([], observe(latency=series(1.0, anomalous=True), errors=NORMAL)).kind == Kind.IDLE
+
+
+def test_a_confirmed_anomaly_opens_an_incident_with_the_band_at_detection() -> None:
+    d = run([], observe(latency=HIGH, errors=NORMAL))
+    assert d.kind == Kind.OPEN and d.signal == "latency" and d.anomaly_started_at == NOW - 3
+    assert [(s.signal, s.observed, s.expected, s.lower, s.upper) for s in d.involved] == [
+        ("latency", 1.0, 0.1, 0.05, 0.15)]
+
+
+def test_no_data_never_opens_an_incident() -> None:
+    assert run([], observe(latency=None, errors=None)).kind == Kind.IDLE
+
+
+# --- acting --------------------------------------------------------------------------------------
+
+
+def test_detected_acts_on_the_first_step_with_an_idempotency_key() -> None:
+    d = run([incident()], observe(latency=HIGH, errors=NORMAL))
+    assert d.kind == Kind.ACT and d.step == 0 and d.key == f"{NAME}/0/1" and not d.dry_run
+
+
+def test_dry_run_decides_the_same_and_says_so() -> None:
+    d = run([incident()], observe(latency=HIGH, errors=NORMAL), operator_dry_run=True)
+    assert d.kind == Kind.ACT and d.dry_run and "operator-wide --dry-run" in d.message
+    d = run([incident()], observe(latency=HIGH, errors=NORMAL), policy_dry_run=True)
+    assert d.kind == Kind.ACT and d.dry_run
+
+
+@pytest.mark.parametrize(("facts", "guard"), [
+    ({"suspended": True}, Guard.SUSPENDED),
+    ({"target_paused": True}, Guard.PAUSED),
+    ({"last_action_on_target": NOW - 60}, Guard.COOLDOWN),
+    ({"actions_in_last_hour": 3}, Guard.RATE_LIMIT),
+    ({"slot_available": False}, Guard.CONCURRENCY),
+    ({"target_found": False}, Guard.TARGET_MISSING),
+])
+def test_a_guardrail_holds_the_step(facts: dict[str, Any], guard: Guard) -> None:
+    d = run([incident()], observe(latency=HIGH, errors=NORMAL), **facts)
+    assert d.kind == Kind.HOLD and d.denial is not None and d.denial.guard == guard
+    assert d.code == str(guard) and "restart (step 1) held" in d.message
+
+
+def test_a_step_whose_when_does_not_match_is_skipped_with_the_reason() -> None:
+    spec = policy([{"action": "restart", "when": {"normal": ["errors"]}}, {"action": "scale-out"}])
+    d = run([incident()], observe(latency=HIGH, errors=series(5.0, anomalous=True)), spec)
+    assert d.kind == Kind.SKIP_STEP and d.step == 0 and d.key == f"{NAME}/0/1"
+    assert "errors is anomalous, the step wants it normal" in d.message
+    d = run([incident()], observe(latency=HIGH, errors=NORMAL), spec)
+    assert d.kind == Kind.ACT
+
+
+def test_a_when_naming_a_signal_without_data_waits() -> None:
+    spec = policy([{"action": "restart", "when": {"normal": ["errors"]}}])
+    d = run([incident()], observe(latency=HIGH, errors=None), spec)
+    assert d.kind == Kind.INCONCLUSIVE and "no verdict for errors" in d.message
+
+
+def test_no_action_without_data() -> None:
+    d = run([incident(IncidentPhase.REMEDIATING, step=1)], observe(latency=None, errors=NORMAL))
+    assert d.kind == Kind.INCONCLUSIVE and "no action without data" in d.message and d.code == "NoData"
+
+
+def test_an_incident_that_recovered_while_held_is_resolved_not_acted_on() -> None:
+    d = run([incident(IncidentPhase.REMEDIATING, step=1)], observe(latency=NORMAL, errors=NORMAL),
+            last_action_on_target=NOW - 60)
+    assert d.kind == Kind.RESOLVE and "recovered before step 2 ran" in d.message
+
+
+# --- verifying -----------------------------------------------------------------------------------
+
+
+def verifying(until: float, **kwargs: Any) -> IncidentView:
+    return incident(IncidentPhase.VERIFYING, actions=[record(0, ActionState.SUCCEEDED)],
+                    verify_until=format_time(until), **kwargs)
+
+
+def test_verification_waits_for_its_window() -> None:
+    d = run([verifying(NOW + 30)], observe(latency=NORMAL, errors=NORMAL))
+    assert d.kind == Kind.WAIT
+
+
+def test_back_in_the_recorded_band_resolves() -> None:
+    d = run([verifying(NOW - 1)], observe(latency=NORMAL, errors=NORMAL))
+    assert d.kind == Kind.RESOLVE and "back in the band recorded at detection" in d.message
+
+
+def test_not_recovered_goes_on_with_the_next_step() -> None:
+    d = run([verifying(NOW - 1)], observe(latency=series(0.9), errors=NORMAL))
+    assert d.kind == Kind.NEXT_STEP and "0.9 > 0.15" in d.message
+
+
+def test_the_recorded_band_decides_not_the_rebaselined_detector() -> None:
+    # The detector re-baselined on the shift: its verdict is normal, its band now contains 0.9.
+    rebaselined = SeriesNow(labels={}, value=0.9, anomalous=False, confirmed=False, expected=0.9, lower=0.8,
+                            upper=1.0)
+    d = run([verifying(NOW - 1)], observe(latency=rebaselined, errors=NORMAL))
+    assert d.kind == Kind.NEXT_STEP
+
+
+def test_still_confirmed_is_not_recovered_even_inside_the_band() -> None:
+    d = run([verifying(NOW - 1)], observe(latency=series(0.12, confirmed=True), errors=NORMAL))
+    assert d.kind == Kind.NEXT_STEP and "still confirmed" in d.message
+
+
+def test_no_data_during_verification_neither_resolves_nor_escalates() -> None:
+    d = run([verifying(NOW - 1)], observe(latency=None, errors=NORMAL))
+    assert d.kind == Kind.INCONCLUSIVE and "cannot verify" in d.message
+    last_step = incident(IncidentPhase.VERIFYING, step=1, verify_until=format_time(NOW - 1))
+    assert run([last_step], observe(latency=None, errors=None)).kind == Kind.INCONCLUSIVE
+
+
+def test_a_series_that_is_gone_while_its_signal_answers_is_not_held_against_recovery() -> None:
+    spec = policy([{"action": "delete-pod"}])
+    view = verifying(NOW - 1)
+    view.spec.involved[0].labels["pod"] = "web-a"
+    d = run([view], observe(latency=[series(0.1, pod="web-d"), series(0.11, pod="web-b")], errors=NORMAL), spec)
+    assert d.kind == Kind.RESOLVE
+
+
+def test_a_guard_breach_is_not_recovered_even_inside_the_band() -> None:
+    spec = policy(signals=[{"name": "latency", "query": "q", "guard": {"above": 0.12}}, {"name": "errors",
+                                                                                        "query": "e"}])
+    d = run([verifying(NOW - 1)], observe(latency=series(0.14), errors=NORMAL), spec)
+    assert d.kind == Kind.NEXT_STEP and "guard" in d.message
+
+
+def test_direction_down_recovers_above_the_lower_bound() -> None:
+    spec = policy(signals=[{"name": "latency", "query": "q", "direction": "down"}, {"name": "errors", "query": "e"}])
+    view = verifying(NOW - 1)
+    assert run([view], observe(latency=series(0.5), errors=NORMAL), spec).kind == Kind.RESOLVE  # above: fine
+    assert run([view], observe(latency=series(0.01), errors=NORMAL), spec).kind == Kind.NEXT_STEP
+
+
+def test_judge_recovery_names_what_is_missing() -> None:
+    view = verifying(NOW)
+    state, why = judge_recovery(view.spec, observe(latency=None, errors=NORMAL), policy())
+    assert state == Recovery.NO_DATA and "latency: Prometheus unreachable" in why
+
+
+# --- escalating ----------------------------------------------------------------------------------
+
+
+def test_steps_exhausted_escalate() -> None:
+    view = incident(IncidentPhase.REMEDIATING, step=2,
+                    actions=[record(0, ActionState.SUCCEEDED), record(1, ActionState.SUCCEEDED)])
+    d = run([view], observe(latency=HIGH, errors=NORMAL))
+    assert d.kind == Kind.ESCALATE and "exhausted" in d.message
+
+
+def test_every_action_failed_is_failed() -> None:
+    view = incident(IncidentPhase.REMEDIATING, step=2,
+                    actions=[record(0, ActionState.FAILED), record(1, ActionState.FAILED)])
+    assert run([view], observe(latency=HIGH, errors=NORMAL)).kind == Kind.FAIL
+
+
+def test_escalation_holds_until_cleared_or_expired() -> None:
+    escalated = incident(IncidentPhase.ESCALATED, step=2, hold_until=format_time(NOW + 600))
+    assert run([escalated], observe(latency=HIGH, errors=NORMAL)).kind == Kind.IDLE  # no new incident either
+    cleared = incident(IncidentPhase.ESCALATED, step=2, hold_until=format_time(NOW + 600),
+                       annotations={"homeostat.dev/cleared": "true"})
+    d = run([cleared], observe(latency=HIGH, errors=NORMAL))
+    assert d.kind == Kind.RELEASE_HOLD and "cleared by a human" in d.message
+    expired = incident(IncidentPhase.ESCALATED, step=2, hold_until=format_time(NOW - 1))
+    assert run([expired], observe(latency=HIGH, errors=NORMAL)).kind == Kind.RELEASE_HOLD
+    released = incident(IncidentPhase.ESCALATED, step=2, hold_until=format_time(NOW - 1),
+                        hold_released=format_time(NOW - 1))
+    assert run([released], observe(latency=HIGH, errors=NORMAL)).kind == Kind.OPEN
+    assert run([released], observe(latency=NORMAL, errors=NORMAL)).kind == Kind.IDLE
+
+
+# --- after resolution ----------------------------------------------------------------------------
+
+
+def resolved(ago: float, **kwargs: Any) -> IncidentView:
+    return incident(IncidentPhase.RESOLVED, actions=[record(0, ActionState.SUCCEEDED)],
+                    resolved_at=format_time(NOW - ago), **kwargs)
+
+
+def test_a_recurrence_within_the_window_reopens_later_a_new_one_opens() -> None:
+    d = run([resolved(60)], observe(latency=HIGH, errors=NORMAL))
+    assert d.kind == Kind.REOPEN and d.incident == NAME and "1m after resolution" in d.message
+    assert run([resolved(3600)], observe(latency=HIGH, errors=NORMAL)).kind == Kind.OPEN
+    assert run([resolved(60)], observe(latency=NORMAL, errors=NORMAL)).kind == Kind.IDLE
+
+
+def test_a_false_positive_is_never_reopened() -> None:
+    view = resolved(60, feedback="false-positive")
+    assert run([view], observe(latency=HIGH, errors=NORMAL)).kind == Kind.OPEN
+
+
+def test_continuing_anomaly_involves_new_series_instead_of_opening() -> None:
+    view = incident(IncidentPhase.VERIFYING, verify_until=format_time(NOW + 60))
+    d = run([view], observe(latency=HIGH, errors=series(3.0, confirmed=True)))
+    assert d.kind == Kind.INVOLVE and [s.signal for s in d.involved] == ["errors"]
+    assert run([view], observe(latency=HIGH, errors=NORMAL)).kind == Kind.WAIT
+
+
+def test_the_false_positive_annotation_is_fed_back_once() -> None:
+    view = incident(IncidentPhase.VERIFYING, annotations={"homeostat.dev/verdict": "false-positive"})
+    assert run([view], observe(latency=HIGH, errors=NORMAL)).kind == Kind.FALSE_POSITIVE
+    done = incident(IncidentPhase.RESOLVED, annotations={"homeostat.dev/verdict": "false-positive"},
+                    feedback="false-positive", resolved_at=format_time(NOW - 10))
+    assert run([done], observe(latency=NORMAL, errors=NORMAL)).kind == Kind.IDLE
+
+
+# --- restarts ------------------------------------------------------------------------------------
+
+
+def test_an_interrupted_action_is_resumed_with_its_key_first() -> None:
+    view = incident(IncidentPhase.REMEDIATING, actions=[record(0, ActionState.INTENDED)])
+    d = run([view], observe(latency=None, errors=None))  # even without data: it was decided already
+    assert d.kind == Kind.RESUME and d.key == f"{NAME}/0/1" and d.step == 0
+
+
+def test_an_interrupted_action_on_a_now_paused_workload_is_closed_not_resumed() -> None:
+    view = incident(IncidentPhase.REMEDIATING, actions=[record(0, ActionState.INTENDED)])
+    d = run([view], observe(latency=HIGH, errors=NORMAL), target_paused=True)
+    assert d.kind == Kind.ABANDON and "may or may not" in d.message
+
+
+def test_the_next_attempt_of_a_step_gets_a_new_key() -> None:
+    view = incident(IncidentPhase.REMEDIATING, actions=[record(0, ActionState.SKIPPED)])
+    assert run([view], observe(latency=HIGH, errors=NORMAL)).key == f"{NAME}/0/2"
+
+
+# --- scale-back ----------------------------------------------------------------------------------
+
+
+def scaled_out(ago: float) -> IncidentView:
+    return incident(IncidentPhase.RESOLVED, step=0,
+                    actions=[record(0, ActionState.SUCCEEDED, action=Action.SCALE_OUT)],
+                    resolved_at=format_time(NOW - ago))
+
+
+SCALE = policy([{"action": "scale-out", "scaleOut": {"max": 5, "scaleBackAfter": "15m"}}], reopenWindow="1m")
+
+
+def test_scale_back_after_the_quiet_period_only() -> None:
+    assert run([scaled_out(60)], observe(latency=NORMAL, errors=NORMAL), SCALE).kind == Kind.IDLE
+    d = run([scaled_out(900)], observe(latency=NORMAL, errors=NORMAL), SCALE)
+    assert d.kind == Kind.SCALE_BACK and d.step == 0 and d.key == f"{NAME}/0/scale-back-1"
+
+
+def test_never_scale_in_during_an_incident_or_on_a_paused_workload() -> None:
+    d = decide(incidents=[scaled_out(900)], obs=observe(latency=NORMAL, errors=NORMAL), policy=SCALE,
+               facts=GuardFacts(now=NOW), now=NOW, target_incident="other-20270115-080000")
+    assert d.kind == Kind.HOLD and d.denial is not None and d.denial.guard == Guard.INCIDENT_OPEN
+    d = run([scaled_out(900)], observe(latency=NORMAL, errors=NORMAL), SCALE, target_paused=True)
+    assert d.kind == Kind.HOLD and d.denial is not None and d.denial.guard == Guard.PAUSED
+
+
+def test_no_scale_back_when_the_step_did_not_ask_for_it_or_it_was_done() -> None:
+    keep = policy([{"action": "scale-out", "scaleOut": {"scaleBack": False}}])
+    assert run([scaled_out(3600)], observe(latency=NORMAL, errors=NORMAL), keep).kind == Kind.IDLE
+    done = scaled_out(3600)
+    done.status.actions.append(record(0, ActionState.SUCCEEDED, action=Action.SCALE_OUT,
+                                      purpose=ActionPurpose.SCALE_BACK))
+    assert run([done], observe(latency=NORMAL, errors=NORMAL), SCALE).kind == Kind.IDLE
+
+
+def test_a_recurrence_reopens_rather_than_scaling_in() -> None:
+    d = run([scaled_out(30)], observe(latency=HIGH, errors=NORMAL), SCALE)
+    assert d.kind == Kind.REOPEN
