@@ -1,0 +1,307 @@
+"""The Kubernetes calls that actions make, each safe to repeat and retried where that helps.
+
+Objects are read and written as the plain JSON the API server speaks (`_preload_content=False`),
+so a template copied from a ReplicaSet back into its Deployment loses nothing that the client's
+models do not know. Writes are PATCHes (strategic merge, merge or JSON patch); a write that
+depends on what was read carries the resourceVersion it was decided on, and when the server
+answers 409 the whole read-decide-write is done again, never the stale write alone. 409, 429 and
+5xx are retried with capped exponential backoff; other errors are raised at once (`ApiException`).
+The official client blocks, so every call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from homeostat.api.policy import WorkloadKind
+
+JSON = dict[str, Any]
+T = TypeVar("T")
+
+STRATEGIC_MERGE = "application/strategic-merge-patch+json"
+MERGE = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+_SNAKE = {WorkloadKind.DEPLOYMENT: "deployment", WorkloadKind.STATEFULSET: "stateful_set"}
+
+
+def retryable(exc: BaseException) -> bool:
+    """Conflicts, throttling and server errors pass; any other answer will not change by waiting."""
+    return isinstance(exc, ApiException) and (exc.status in (409, 429) or 500 <= (exc.status or 0) <= 599)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backoff:
+    """Capped exponential backoff with jitter: `base`, 2x`base`, 4x`base`... never above `cap`."""
+
+    attempts: int = 5
+    base: float = 0.1
+    cap: float = 5.0
+
+    def delay(self, *, attempt: int, exc: BaseException) -> float:
+        retry_after = _retry_after(exc)
+        if retry_after is not None:
+            return min(self.cap, retry_after)
+        ceiling = min(self.cap, self.base * 2**attempt)
+        return random.uniform(ceiling / 2, ceiling)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    headers = getattr(exc, "headers", None) or {}
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def selector_string(selector: Mapping[str, Any]) -> str:
+    """A LabelSelector (`matchLabels` and `matchExpressions`) as the `labelSelector` query parameter."""
+    parts = [f"{key}={value}" for key, value in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], ",".join(expr.get("values") or [])
+        parts.append({"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})",
+                      "Exists": key, "DoesNotExist": f"!{key}"}[op])
+    return ",".join(parts)
+
+
+def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    """Whether `uid` is the controller of `obj` (how a workload's ReplicaSets and Pods are told apart)."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
+
+
+def _read(response: Any) -> Any:
+    return json.loads(response.data)
+
+
+class WorkloadApi:
+    """The reads and writes actions make; every method names its namespace explicitly."""
+
+    def __init__(self, api_client: client.ApiClient, *, backoff: Backoff | None = None,
+                 request_timeout: float = 30.0) -> None:
+        self._apps = client.AppsV1Api(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._autoscaling = client.AutoscalingV2Api(api_client)
+        self._backoff = backoff or Backoff()
+        self._timeout = request_timeout
+
+    async def _retrying(self, operation: Callable[[], T]) -> T:
+        """Run `operation` in a thread; again, after a backoff, while the failure is retryable."""
+        attempt = 0
+        while True:
+            try:
+                return await asyncio.to_thread(operation)
+            except ApiException as exc:
+                attempt += 1
+                if not retryable(exc) or attempt >= self._backoff.attempts:
+                    raise
+                await asyncio.sleep(self._backoff.delay(attempt=attempt - 1, exc=exc))
+
+    def _workload_call(self, verb: str, kind: str, *, scale: bool = False) -> Callable[..., Any]:
+        method: Callable[..., Any] = getattr(
+            self._apps, f"{verb}_namespaced_{_SNAKE[WorkloadKind(kind)]}{'_scale' if scale else ''}")
+        return method
+
+    # --- the workload ---------------------------------------------------------------------------
+
+    def _get_workload(self, namespace: str, kind: str, name: str) -> JSON:
+        read = self._workload_call("read", kind)
+        obj: JSON = _read(read(name, namespace, _preload_content=False, _request_timeout=self._timeout))
+        return obj
+
+    async def read_workload(self, *, namespace: str, kind: str, name: str) -> JSON:
+        return await self._retrying(lambda: self._get_workload(namespace, kind, name))
+
+    async def patch_workload_annotations(self, *, namespace: str, kind: str, name: str,
+                                         annotations: Mapping[str, str | None]) -> JSON:
+        """Merge-patch the workload's own annotations (None removes one): where actions keep their markers."""
+        patch = self._workload_call("patch", kind)
+        body = {"metadata": {"annotations": dict(annotations)}}
+        return await self._retrying(lambda: _read(patch(
+            name, namespace, body, _content_type=MERGE, _preload_content=False, _request_timeout=self._timeout)))
+
+    async def patch_template_annotations(self, *, namespace: str, kind: str, name: str,
+                                         annotations: Mapping[str, str]) -> JSON:
+        """Strategic-merge the pod template's annotations, as `kubectl rollout restart` does: a new rollout."""
+        patch = self._workload_call("patch", kind)
+        body = {"spec": {"template": {"metadata": {"annotations": dict(annotations)}}}}
+        return await self._retrying(lambda: _read(patch(
+            name, namespace, body, _content_type=STRATEGIC_MERGE, _preload_content=False,
+            _request_timeout=self._timeout)))
+
+    async def replace_pod_template(self, *, namespace: str, kind: str, name: str, template: JSON,
+                                   annotations: Mapping[str, str], expect_template: JSON) -> JSON | None:
+        """Put `template` in place of the pod template (a rollback), with `annotations` on the workload.
+
+        Only while the template is still `expect_template` (what the rollback was decided on): None
+        when someone rolled out meanwhile. One JSON patch carrying the resourceVersion it was built
+        from, so the template and the markers change together or not at all.
+        """
+        patch = self._workload_call("patch", kind)
+
+        def attempt() -> JSON | None:
+            current = self._get_workload(namespace, kind, name)
+            meta = current["metadata"]
+            present = meta.get("annotations") or {}
+            if all(present.get(k) == v for k, v in annotations.items()) and current["spec"]["template"] == template:
+                return current  # done already (e.g. the response to our own write was lost)
+            if current["spec"]["template"] != expect_template:
+                return None
+            ops = [
+                {"op": "replace", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+                {"op": "replace", "path": "/spec/template", "value": template},
+                {"op": "add", "path": "/metadata/annotations", "value": {**present, **annotations}},
+            ]
+            written: JSON = _read(patch(name, namespace, ops, _content_type=JSON_PATCH, _preload_content=False,
+                                        _request_timeout=self._timeout))
+            return written
+
+        return await self._retrying(attempt)
+
+    # --- replicas -------------------------------------------------------------------------------
+
+    async def read_scale(self, *, namespace: str, kind: str, name: str) -> JSON:
+        read = self._workload_call("read", kind, scale=True)
+        return await self._retrying(lambda: _read(read(
+            name, namespace, _preload_content=False, _request_timeout=self._timeout)))
+
+    async def set_replicas(self, *, namespace: str, kind: str, name: str, replicas: int,
+                           when: Callable[[int], bool]) -> tuple[int, bool]:
+        """Write `replicas` through the scale subresource if `when(current)` holds.
+
+        Returns the replicas found and whether they were written. The write carries the Scale's
+        resourceVersion, so a concurrent change is a 409 and `when` is asked again on fresh data.
+        """
+        read = self._workload_call("read", kind, scale=True)
+        patch = self._workload_call("patch", kind, scale=True)
+
+        def attempt() -> tuple[int, bool]:
+            scale = _read(read(name, namespace, _preload_content=False, _request_timeout=self._timeout))
+            current = int((scale.get("spec") or {}).get("replicas", 0))
+            if current == replicas or not when(current):
+                return current, False
+            body = {"metadata": {"resourceVersion": scale["metadata"]["resourceVersion"]},
+                    "spec": {"replicas": replicas}}
+            patch(name, namespace, body, _content_type=MERGE, _preload_content=False, _request_timeout=self._timeout)
+            return current, True
+
+        return await self._retrying(attempt)
+
+    # --- HorizontalPodAutoscalers ---------------------------------------------------------------
+
+    async def find_hpa(self, *, namespace: str, kind: str, name: str) -> JSON | None:
+        """The HPA (autoscaling/v2) whose scaleTargetRef is this workload, if any (first by name)."""
+
+        def attempt() -> JSON | None:
+            listing = _read(self._autoscaling.list_namespaced_horizontal_pod_autoscaler(
+                namespace, _preload_content=False, _request_timeout=self._timeout))
+            for hpa in sorted(listing.get("items") or [], key=lambda h: h["metadata"]["name"]):
+                ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+                if (ref.get("kind") == kind and ref.get("name") == name
+                        and str(ref.get("apiVersion", "apps/v1")).startswith("apps/")):
+                    found: JSON = hpa
+                    return found
+            return None
+
+        return await self._retrying(attempt)
+
+    async def set_hpa_min_replicas(self, *, namespace: str, name: str, min_replicas: int,
+                                   when: Callable[[int], bool]) -> tuple[int, bool]:
+        """Write the HPA's minReplicas if `when(current minReplicas)` holds; like `set_replicas`."""
+
+        def attempt() -> tuple[int, bool]:
+            hpa = _read(self._autoscaling.read_namespaced_horizontal_pod_autoscaler(
+                name, namespace, _preload_content=False, _request_timeout=self._timeout))
+            current = int((hpa.get("spec") or {}).get("minReplicas", 1))
+            if current == min_replicas or not when(current):
+                return current, False
+            body = {"metadata": {"resourceVersion": hpa["metadata"]["resourceVersion"]},
+                    "spec": {"minReplicas": min_replicas}}
+            self._autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+                name, namespace, body, _content_type=MERGE, _preload_content=False, _request_timeout=self._timeout)
+            return current, True
+
+        return await self._retrying(attempt)
+
+    # --- revisions ------------------------------------------------------------------------------
+
+    async def list_replicasets(self, *, namespace: str, owner: JSON) -> list[JSON]:
+        """The ReplicaSets that the Deployment `owner` controls (its revisions)."""
+        selector = selector_string(owner["spec"].get("selector") or {})
+        listing = await self._retrying(lambda: _read(self._apps.list_namespaced_replica_set(
+            namespace, label_selector=selector, _preload_content=False, _request_timeout=self._timeout)))
+        return [rs for rs in listing.get("items") or [] if owned_by(rs, owner["metadata"]["uid"])]
+
+    async def list_controller_revisions(self, *, namespace: str, owner: JSON) -> list[JSON]:
+        """The ControllerRevisions that the StatefulSet `owner` controls (its revisions)."""
+        selector = selector_string(owner["spec"].get("selector") or {})
+        listing = await self._retrying(lambda: _read(self._apps.list_namespaced_controller_revision(
+            namespace, label_selector=selector, _preload_content=False, _request_timeout=self._timeout)))
+        return [cr for cr in listing.get("items") or [] if owned_by(cr, owner["metadata"]["uid"])]
+
+    # --- pods -----------------------------------------------------------------------------------
+
+    async def list_pods(self, *, namespace: str, selector: Mapping[str, Any]) -> list[JSON]:
+        """The pods matching a workload's selector (`spec.selector`)."""
+        query = selector_string(selector)
+        listing = await self._retrying(lambda: _read(self._core.list_namespaced_pod(
+            namespace, label_selector=query, _preload_content=False, _request_timeout=self._timeout)))
+        items: list[JSON] = listing.get("items") or []
+        return items
+
+    async def delete_pod(self, *, namespace: str, name: str, uid: str) -> bool:
+        """Delete the pod `name` only if it is still the one with `uid`; False when it is gone already.
+
+        A replacement pod with the same name (StatefulSets) has another uid: the precondition turns
+        that into a 409, and the pod is read again to tell "replaced" from a real conflict.
+        """
+
+        def attempt() -> bool:
+            try:
+                self._core.delete_namespaced_pod(
+                    name, namespace, body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)),
+                    _preload_content=False, _request_timeout=self._timeout)
+                return True
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                if exc.status == 409 and self._pod_uid(namespace, name) != uid:
+                    return False
+                raise
+
+        return await self._retrying(attempt)
+
+    def _pod_uid(self, namespace: str, name: str) -> str | None:
+        """The uid of the pod called `name` now (listed by name: `list` is granted already, `get` is not)."""
+        listing = _read(self._core.list_namespaced_pod(namespace, field_selector=f"metadata.name={name}",
+                                                       _preload_content=False, _request_timeout=self._timeout))
+        uids = [pod["metadata"].get("uid") for pod in listing.get("items") or []]
+        return uids[0] if uids else None
+
+    # --- secrets --------------------------------------------------------------------------------
+
+    async def read_secret_key(self, *, namespace: str, name: str, key: str) -> str | None:
+        """The decoded value of a Secret's key; None when the Secret or the key is missing."""
+
+        def attempt() -> str | None:
+            try:
+                secret = _read(self._core.read_namespaced_secret(name, namespace, _preload_content=False,
+                                                                 _request_timeout=self._timeout))
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            value = (secret.get("data") or {}).get(key)
+            return base64.b64decode(value).decode() if value is not None else None
+
+        return await self._retrying(attempt)
