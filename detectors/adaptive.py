@@ -1,4 +1,4 @@
-"""Adaptive forecast-residual detector with record-relative scoring (the NAB-selected default).
+"""Adaptive forecast-residual detector: record-relative score, normal band (the NAB-selected default).
 
 Idea
 ----
@@ -13,23 +13,39 @@ Each forecaster keeps a slow, Huber-clipped mean absolute error. The point is ju
 forecaster that has been more accurate lately (forecast-model selection), giving a
 standardised residual ``e = |x - forecast| / error`` in the watched direction.
 
-Rather than a fixed z threshold, ``e`` is compared with the *record*: a slowly decaying
-maximum of the residuals seen so far (half-life ``record_half_life`` seconds; kept in the series' own
+Rather than a fixed z threshold, ``e`` is compared with a *record*: a slowly decaying
+maximum of past residuals (half-life ``record_half_life`` seconds; kept in the series' own
 units, so a drifting error scale does not shrink or inflate it; never below
-``record_floor`` mean absolute errors). The score is high only when the point is more extreme than anything in
-recent memory, so a heavy-tailed but healthy series stops alarming once its usual bursts
-are on record, an anomaly fires once, early, and its continuation does not fire again
-(it is no longer a record). This is extreme-value thinking without the distributional
-fit: a point is anomalous when it breaks the running record by a margin.
+``record_floor`` mean absolute errors). Two records answer two questions:
+
+* ``score`` (onset, for ranking and NAB) uses the record of **every** point: it is high
+  only when the point is more extreme than anything in recent memory, so an anomaly scores
+  high once, early, and its continuation does not (it is no longer a record). This is
+  extreme-value thinking without the distributional fit.
+* ``alarm`` and the band ``[lower, upper]`` (the current point against *normal* behaviour,
+  what the operator confirms k of n on) use the record of **normal** points only. A point
+  outside the band starts an *excursion*; while it lasts, its points teach the normal
+  model nothing (the band's record, the level and the seasonal profile stay as they were
+  before it; only the Huber-clipped error scales move, by at most 0.5 % a point), so every
+  point of a sustained shift stays out of band. When the series comes back, an excursion
+  of at most ``spike_len`` points was noise and goes on the band's record (a heavy-tailed
+  series stops alarming on its usual spikes); a longer one does not (a remediated incident
+  is not normal, its recurrence alarms again).
+
+A score above 0.5 implies an alarm (the normal record never exceeds the full one); an
+alarm may continue with a low score while an excursion lasts.
 
 ``Verdict.pvalue`` comes from a peaks-over-threshold model of ``e``: its 95 % quantile is
 tracked online and the excesses get a generalised Pareto law fitted by moments (four
 floats), calibrated enough for Benjamini-Hochberg across series (``fdr``).
 
-Level shifts re-baseline: after ``shift_after`` consecutive same-side residuals beyond the
-Huber bound, the level jumps to the mean of that run, so a persistent shift that nobody
-remediates stops alarming (every point is learned, the model cannot get stuck: River
-issue #948). Memory is fixed: a few floats plus ``bins`` float32 values.
+Level shifts re-baseline deliberately: after ``shift_after`` consecutive points outside the
+band on the same side (either side, whatever the direction), the level jumps to the mean
+of that run (weighted towards its recent points) and the whole seasonal profile moves by
+the run's mean offset from it, so a
+persistent shift that nobody remediates stops alarming, and the model cannot get stuck
+refusing to learn (River issue #948). Memory is fixed: a few floats plus ``bins`` float32
+values.
 
 Parameters
 ----------
@@ -52,7 +68,16 @@ min_history
     Points learned before the detector judges anything (288: a day of five-minute points,
     so the running record is not set by the warm-up transient).
 shift_after
-    Consecutive same-side outliers after which the level re-baselines.
+    Consecutive same-side out-of-band points after which the model re-baselines on them
+    (0 disables; not recommended). This is how long a sustained shift alarms. 30 points:
+    at the operator's default 30 s interval that is 15 minutes, enough to confirm (k of n),
+    act, verify (``playbook.verify``, 2 minutes) and wait out the cooldown before a second
+    step, so a shift is not accepted as normal while a remediation is still being judged.
+    NAB is flat over 10-30 (``docs/detectors.md``).
+spike_len
+    Excursions of at most this many points are noise: once the series is back in its band
+    they go on the band's record. Two: one point fewer than the usual confirmation (k = 3),
+    so what the operator could confirm is never learned as normal.
 
 References
 ----------
@@ -76,6 +101,8 @@ False
 (True, True)
 >>> det.score_one(300.0 * 600, 20.0).alarm  # direction "up": a drop is not an incident
 False
+>>> [det.update_one(300.0 * (600 + k), 180.0).alarm for k in range(4)]  # a sustained shift
+[True, True, True, True]
 """
 
 from __future__ import annotations
@@ -87,7 +114,7 @@ from typing import Any, ClassVar
 from ._codec import finite_or_none, none_or_float
 from .base import BaseDetector, Direction, Verdict, learning_verdict, ratio_to_score
 
-__all__ = ["THRESHOLDS", "Adaptive"]
+__all__ = ["EXCURSION_ALPHA", "THRESHOLDS", "Adaptive"]
 
 #: Margin (ratio to the running record) above which the detector alarms, per sensitivity.
 THRESHOLDS: dict[str, float] = {"low": 1.5, "medium": 1.09, "high": 0.9}
@@ -95,6 +122,10 @@ MAE_TO_SIGMA = 1.2533
 #: Tail model of the residual (for ``Verdict.pvalue``): exceedance level tracked, step of the
 #: quantile tracker, smoothing of the exceedance rate and of the excess moments.
 TAIL_LEVEL, TAIL_STEP, TAIL_RATE_ALPHA, TAIL_MOMENT_ALPHA = 0.05, 0.02, 0.002, 0.02
+#: An excursion's level (where a re-baselining moves to) is the mean of its points weighted
+#: towards the recent ones (the newest weighs at least this much), so a noise point that
+#: happened to open the run hardly moves it.
+EXCURSION_ALPHA = 0.2
 
 
 def tail_pvalue(e: float, u: float, rate: float, m1: float, m2: float) -> float:
@@ -124,6 +155,7 @@ class Adaptive(BaseDetector):
     """Forecast-residual detector with record-relative scoring (see the module docstring)."""
 
     kind: ClassVar[str] = "adaptive"
+    state_version: ClassVar[int] = 2  # 2: band record and excursion replace the level's outlier run
 
     def __init__(
         self,
@@ -139,7 +171,8 @@ class Adaptive(BaseDetector):
         record_half_life: float = 14 * 86400.0,
         record_floor: float = 3.0,
         min_history: int = 288,
-        shift_after: int = 12,
+        shift_after: int = 30,
+        spike_len: int = 2,
     ) -> None:
         super().__init__(direction, sensitivity)
         self.bins = int(bins)
@@ -152,6 +185,7 @@ class Adaptive(BaseDetector):
         self.record_floor = record_floor
         self.min_history = int(min_history)
         self.shift_after = int(shift_after)
+        self.spike_len = int(spike_len)
         self._reset()
 
     def _reset(self) -> None:
@@ -160,18 +194,25 @@ class Adaptive(BaseDetector):
         self.level_err = math.nan
         self.season_err = math.nan
         self.long_err = math.nan
-        self.record = 0.0
+        self.record = 0.0  # decaying maximum residual of every point (sets the score)
+        self.band_record = 0.0  # the same, of normal points only (sets the band and the alarm)
         self.last_t = math.nan  # time of the last learned point (for the record's decay)
         # peaks-over-threshold model of the residual, for calibrated tail probabilities
         self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2 = 2.0, TAIL_LEVEL, 1.0, 2.0
-        self.run = 0
-        self.run_sum = 0.0
+        # the current excursion: signed length (+ above the band, - below), largest residual
+        # (series' units), mean of its values and of their offsets from the seasonal profile
+        # (weighted towards its recent points), and how many points had a profile value
+        self.exc = 0
+        self.exc_max = 0.0
+        self.exc_level = 0.0
+        self.exc_offset = 0.0
+        self.exc_season_n = 0
         self.profile = array("f", [math.nan]) * self.bins
 
     # -- helpers ---------------------------------------------------------------------------
     @property
     def threshold(self) -> float:
-        """Record-breaking margin above which the detector alarms (including feedback)."""
+        """Margin over the record above which a point breaks it / leaves the band (including feedback)."""
         return THRESHOLDS[self.sensitivity] * self.fp_factor
 
     @property
@@ -209,14 +250,21 @@ class Adaptive(BaseDetector):
 
     def _verdict(self, x: float, f: float, s: float, name: str, e: float) -> Verdict:
         record = max(self.record / s, self.record_floor)  # the record in current error units
+        band = max(self.band_record / s, self.record_floor)  # the normal record, <= record
         thr = self.threshold
         r = e / (record * thr)
-        alarm = r > 1.0
-        half = thr * record * s
-        reason = (
-            f"{name} residual {e:.1f} MAE {'breaks' if alarm else 'within'} record {record:.1f} x{thr:.2f}"
-            f" ({'upper' if x >= f else 'lower'})"
-        )
+        alarm = e > thr * band
+        half = thr * band * s
+        side = "upper" if x >= f else "lower"
+        if r > 1.0:
+            reason = f"{name} residual {e:.1f} MAE breaks record {record:.1f} x{thr:.2f} ({side})"
+        elif alarm:
+            run = abs(self.exc) + 1 if (self.exc > 0) == (x >= f) else 1
+            reason = f"{name} residual {e:.1f} MAE beyond normal {band:.1f} x{thr:.2f}, point {run} ({side})"
+        elif abs(x - f) > half:
+            reason = f"{name} residual {e:.1f} MAE outside normal {band:.1f} x{thr:.2f}, unwatched side ({side})"
+        else:
+            reason = f"{name} residual {e:.1f} MAE within normal {band:.1f} x{thr:.2f} ({side})"
         return Verdict(
             score=ratio_to_score(r),
             expected=f,
@@ -237,31 +285,47 @@ class Adaptive(BaseDetector):
         f, s, name = self._forecast(slot)
         e = self._deviation(x, f, s)
         verdict = self._verdict(x, f, s, name, e)
-        self._update(t, x, slot, e, s)
+        self._update(t, x, slot, f, e, s)
         self._decay_feedback()
         return verdict
 
     def _learn(self, t: float, x: float) -> None:
         slot = self._slot(t)
-        e, s = math.nan, math.nan
+        f, e, s = math.nan, math.nan, math.nan
         if self.warm:
             f, s, _ = self._forecast(slot)
             e = self._deviation(x, f, s)
-        self._update(t, x, slot, e, s)
+        self._update(t, x, slot, f, e, s)
 
     def _record_decay(self, t: float) -> float:
         """Decay of the record since the last learned point: 0.5 ** (elapsed / half-life)."""
         dt = t - self.last_t
         return 0.5 ** (dt / self.record_half_life) if dt > 0.0 else 1.0
 
-    def _update(self, t: float, x: float, slot: int, e: float, s: float) -> None:
-        """Learn ``x`` given its residual ``e`` (in units of ``s``) against the pre-update forecast.
+    def _update(self, t: float, x: float, slot: int, f: float, e: float, s: float) -> None:
+        """Learn ``x`` given its residual ``e`` (in units of ``s``) against the pre-update forecast ``f``.
 
-        ``e`` is nan while learning. The record is kept in the series' own units (``e * s``),
-        so a drifting error scale does not make old records look small or large.
+        ``e`` is nan while learning. The records are kept in the series' own units (``e * s``),
+        so a drifting error scale does not make old records look small or large. A point
+        outside the band (``out``, either side) is part of an excursion and is not learned
+        by the normal model: the band's record, the level and the profile stay put.
         """
+        p = self.profile[slot]
+        out = 0
+        rebaseline = math.nan
         if self.warm and not math.isnan(e):
-            self.record = max(e * s, self.record * self._record_decay(t))
+            half = max(self.band_record / s, self.record_floor) * self.threshold
+            dv = (x - f) / s
+            out = 1 if dv > half else (-1 if dv < -half else 0)
+            decay = self._record_decay(t)
+            self.record = max(e * s, self.record * decay)
+            self.band_record *= decay
+            self.exc_max *= decay
+            if out:
+                rebaseline = self._excursion_point(out, x, e * s, p)
+            else:
+                self._end_excursion()
+                self.band_record = max(self.band_record, e * s)
             u = self.tail_u
             exceed = e > u
             self.tail_u = u + TAIL_STEP * ((1.0 if exceed else 0.0) - TAIL_LEVEL)
@@ -272,7 +336,7 @@ class Adaptive(BaseDetector):
                 self.tail_m2 += TAIL_MOMENT_ALPHA * (y * y - self.tail_m2)
         clip = self.n > self.min_history
         h = self.huber
-        # forecast errors (before the forecasters move)
+        # forecast errors (before the forecasters move), Huber-clipped: learned at every point
         if not math.isnan(self.level):
             a = abs(x - self.level)
             if math.isnan(self.level_err):
@@ -281,7 +345,6 @@ class Adaptive(BaseDetector):
                 c = min(a, h * self.level_err) if clip else a
                 self.level_err += self.error_alpha * (c - self.level_err)
             self.long_err = a if math.isnan(self.long_err) else self.long_err + 0.001 * (a - self.long_err)
-        p = self.profile[slot]
         if not math.isnan(p):
             a = abs(x - p)
             if math.isnan(self.season_err):
@@ -289,32 +352,59 @@ class Adaptive(BaseDetector):
             else:
                 c = min(a, h * self.season_err) if clip else a
                 self.season_err += self.error_alpha * (c - self.season_err)
-        # level: Huber-clipped exponential smoothing, re-baselined after a persistent shift
+        # level: Huber-clipped exponential smoothing of normal points; re-baselined by an excursion
         if math.isnan(self.level):
             self.level = x
-        else:
+        elif not math.isnan(rebaseline):
+            self.level = rebaseline
+        elif not out:
             d = x - self.level
             bound = h * self.level_err
-            if clip and bound > 0.0 and abs(d) > bound:
-                if self.shift_after > 0:
-                    same = self.run == 0 or (d > 0) == (self.run > 0)
-                    self.run = (self.run + (1 if d > 0 else -1)) if same else (1 if d > 0 else -1)
-                    self.run_sum = (self.run_sum + x) if same else x
-                    if abs(self.run) >= self.shift_after:
-                        self.level = self.run_sum / abs(self.run)
-                        self.run, self.run_sum = 0, 0.0
-                        d = 0.0
+            if clip and bound > 0.0:
                 d = max(-bound, min(bound, d))
-            else:
-                self.run, self.run_sum = 0, 0.0
             self.level += self.level_alpha * d
-        # seasonal profile (stored as float32: what is exported is exactly what is used)
-        self.profile[slot] = x if math.isnan(p) else p + self.season_alpha * (x - p)
+        # seasonal profile of normal points (float32: what is exported is exactly what is used)
+        if not out:
+            self.profile[slot] = x if math.isnan(p) else p + self.season_alpha * (x - p)
         self.n += 1
         self.last_t = t
 
+    def _excursion_point(self, side: int, x: float, y: float, p: float) -> float:
+        """Add an out-of-band point (``side`` +1/-1, residual ``y`` in units) to the excursion.
+
+        Returns the new level when the excursion has lasted ``shift_after`` points (the
+        profile is then moved by the run's mean offset from it), nan otherwise.
+        """
+        if self.exc != 0 and (self.exc > 0) != (side > 0):
+            self._end_excursion()  # it crossed the band: the run on the other side is over
+        self.exc += side
+        self.exc_max = max(self.exc_max, y)
+        self.exc_level += max(1.0 / abs(self.exc), EXCURSION_ALPHA) * (x - self.exc_level)
+        if not math.isnan(p):
+            self.exc_season_n += 1
+            self.exc_offset += max(1.0 / self.exc_season_n, EXCURSION_ALPHA) * (x - p - self.exc_offset)
+        if self.shift_after <= 0 or abs(self.exc) < self.shift_after:
+            return math.nan
+        level = self.exc_level
+        if self.exc_season_n:
+            offset = self.exc_offset
+            for i, v in enumerate(self.profile):
+                if not math.isnan(v):
+                    self.profile[i] = v + offset
+        self._reset_excursion()
+        return level
+
+    def _end_excursion(self) -> None:
+        """The excursion is over: one of at most ``spike_len`` points was noise and goes on record."""
+        if 0 < abs(self.exc) <= self.spike_len:
+            self.band_record = max(self.band_record, self.exc_max)
+        self._reset_excursion()
+
+    def _reset_excursion(self) -> None:
+        self.exc, self.exc_max, self.exc_level, self.exc_offset, self.exc_season_n = 0, 0.0, 0.0, 0.0, 0
+
     def mark_false_positive(self, t: float, x: float) -> None:
-        """Feedback: put the point's residual on record, so it and anything smaller stay quiet.
+        """Feedback: put the point's residual on both records, so it and anything smaller stay quiet.
 
         The record decays like any other (half-life ``record_half_life`` seconds), so
         the detector becomes sensitive to that pattern again after a while.
@@ -325,6 +415,7 @@ class Adaptive(BaseDetector):
         e = self._deviation(float(x), f, s)
         if e > 0.0:
             self.record = max(self.record, e * s * 1.05 / self.threshold)
+            self.band_record = max(self.band_record, e * s * 1.05 / self.threshold)
 
     # -- state -----------------------------------------------------------------------------
     def _export(self) -> dict[str, Any]:
@@ -342,6 +433,7 @@ class Adaptive(BaseDetector):
                 self.record_floor,
                 self.min_history,
                 self.shift_after,
+                self.spike_len,
             ],
             "n": self.n,
             "level": finite_or_none(self.level),
@@ -349,10 +441,10 @@ class Adaptive(BaseDetector):
             "season_err": finite_or_none(self.season_err),
             "long_err": finite_or_none(self.long_err),
             "record": self.record,
+            "band_record": self.band_record,
             "last_t": finite_or_none(self.last_t),
             "tail": [self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2],
-            "run": self.run,
-            "run_sum": self.run_sum,
+            "excursion": [self.exc, self.exc_max, self.exc_level, self.exc_offset, self.exc_season_n],
             "profile": pack_f32(self.profile),
         }
 
@@ -370,16 +462,20 @@ class Adaptive(BaseDetector):
             self.record_floor,
             min_history,
             shift_after,
+            spike_len,
         ) = model["params"]
         self.bins, self.min_history, self.shift_after = int(bins), int(min_history), int(shift_after)
+        self.spike_len = int(spike_len)
         self.n = int(model["n"])
         self.level = none_or_float(model["level"])
         self.level_err = none_or_float(model["level_err"])
         self.season_err = none_or_float(model["season_err"])
         self.long_err = none_or_float(model["long_err"])
         self.record = float(model["record"])
+        self.band_record = float(model["band_record"])
         self.last_t = none_or_float(model["last_t"])
         self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2 = (float(v) for v in model["tail"])
-        self.run = int(model["run"])
-        self.run_sum = float(model["run_sum"])
+        exc, exc_max, exc_level, exc_offset, exc_season_n = model["excursion"]
+        self.exc, self.exc_max, self.exc_level = int(exc), float(exc_max), float(exc_level)
+        self.exc_offset, self.exc_season_n = float(exc_offset), int(exc_season_n)
         self.profile = array("f", unpack_f32(model["profile"]))

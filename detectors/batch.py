@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._codec import finite_or_none, none_or_float, pack_f32, unpack_f32
-from .adaptive import TAIL_LEVEL, TAIL_MOMENT_ALPHA, TAIL_RATE_ALPHA, TAIL_STEP, THRESHOLDS, Adaptive
+from .adaptive import EXCURSION_ALPHA, TAIL_LEVEL, TAIL_MOMENT_ALPHA, TAIL_RATE_ALPHA, TAIL_STEP, THRESHOLDS, Adaptive
 from .base import Detector, Direction, parse_direction, parse_sensitivity
 from .registry import DEFAULT, create
 
@@ -114,13 +114,17 @@ class BatchAdaptive:
         self.season_err = np.full(n, np.nan)
         self.long_err = np.full(n, np.nan)
         self.record = np.zeros(n)
+        self.band_record = np.zeros(n)
         self.last_t = np.full(n, np.nan)
         self.tail_u = np.full(n, 2.0)
         self.tail_rate = np.full(n, TAIL_LEVEL)
         self.tail_m1 = np.ones(n)
         self.tail_m2 = np.full(n, 2.0)
-        self.run = np.zeros(n, dtype=np.int64)
-        self.run_sum = np.zeros(n)
+        self.exc = np.zeros(n, dtype=np.int64)
+        self.exc_max = np.zeros(n)
+        self.exc_level = np.zeros(n)
+        self.exc_offset = np.zeros(n)
+        self.exc_season_n = np.zeros(n, dtype=np.int64)
         self.fp_factor = np.ones(n)
         self.profile = np.full((n, proto.bins), np.nan, dtype=np.float32)
         self._rows = np.arange(n)
@@ -159,21 +163,22 @@ class BatchAdaptive:
             else:
                 e = np.abs(d)
             record = np.maximum(self.record / s, pr.record_floor)
+            band = np.maximum(self.band_record / s, pr.record_floor)
             thr = THRESHOLDS[self.sensitivity] * self.fp_factor
             r = e / (record * thr)
             r2 = r * r
             score = np.where(r > 0.0, np.where(r > 1e150, 1.0, r2 / (1.0 + r2)), 0.0)
             judged = warm & finite & ~np.isnan(r)
             score = np.where(judged, score, 0.0)
-            alarm = judged & (r > 1.0)
-            half = thr * record * s
+            alarm = judged & (e > thr * band)
+            half = thr * band * s
             shown = warm & finite
             expected = np.where(shown, f, np.nan)
             lower = np.where(shown, f - half, np.nan)
             upper = np.where(shown, f + half, np.nan)
             pvalue = np.where(judged, _tail_pvalue(e, self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2), np.nan)
             out = BatchVerdicts(score, expected, lower, upper, alarm, warm, pvalue)
-            self._learn(t, x, finite, warm, slot, p, e, s)
+            self._learn(t, x, finite, warm, slot, p, f, e, s)
         return out
 
     def _record_decay(self, t: float | F64) -> F64:
@@ -201,13 +206,44 @@ class BatchAdaptive:
         warm: B,
         slot: npt.NDArray[np.int64] | int,
         p: F64,
+        f: F64,
         e: F64,
         s: F64,
     ) -> None:
         pr = self.proto
         h = pr.huber
         upd = finite & warm & ~np.isnan(e)
-        self.record = np.where(upd, np.maximum(e * s, self.record * self._record_decay(t)), self.record)
+        decay = self._record_decay(t)
+        self.record = np.where(upd, np.maximum(e * s, self.record * decay), self.record)
+        # the band's record and the excursion (see Adaptive._update)
+        thr = THRESHOLDS[self.sensitivity] * self.fp_factor
+        half = np.maximum(self.band_record / s, pr.record_floor) * thr
+        dv = (x - f) / s
+        side = np.where(upd, np.where(dv > half, 1, np.where(dv < -half, -1, 0)), 0)
+        out = side != 0
+        self.band_record = np.where(upd, self.band_record * decay, self.band_record)
+        self.exc_max = np.where(upd, self.exc_max * decay, self.exc_max)
+        ending = (upd & ~out) | (out & (self.exc != 0) & ((self.exc > 0) != (side > 0)))
+        run = np.abs(self.exc)
+        fold = ending & (run > 0) & (run <= pr.spike_len)
+        self.band_record = np.where(fold, np.maximum(self.band_record, self.exc_max), self.band_record)
+        self._reset_excursion(ending)
+        self.band_record = np.where(upd & ~out, np.maximum(self.band_record, e * s), self.band_record)
+        self.exc = np.where(out, self.exc + side, self.exc)
+        self.exc_max = np.where(out, np.maximum(self.exc_max, e * s), self.exc_max)
+        w = np.maximum(1.0 / np.maximum(np.abs(self.exc), 1), EXCURSION_ALPHA)
+        self.exc_level = np.where(out, self.exc_level + w * (x - self.exc_level), self.exc_level)
+        seen = out & ~np.isnan(p)
+        self.exc_season_n = self.exc_season_n + seen
+        w = np.maximum(1.0 / np.maximum(self.exc_season_n, 1), EXCURSION_ALPHA)
+        self.exc_offset = np.where(seen, self.exc_offset + w * (x - p - self.exc_offset), self.exc_offset)
+        rebase = out & (np.abs(self.exc) >= pr.shift_after) & (pr.shift_after > 0)
+        rebase_level = self.exc_level
+        moved = np.flatnonzero(rebase & (self.exc_season_n > 0))
+        if moved.size:
+            offset = self.exc_offset[moved]
+            self.profile[moved] = (self.profile[moved].astype(np.float64) + offset[:, None]).astype(np.float32)
+        self._reset_excursion(rebase)
         u = self.tail_u
         exceed = e > u
         hit = np.where(exceed, 1.0, 0.0)
@@ -239,28 +275,17 @@ class BatchAdaptive:
             np.where(np.isnan(self.season_err), a, self.season_err + pr.error_alpha * (c - self.season_err)),
             self.season_err,
         )
-        # level
+        # level: normal points only (Huber-clipped), or re-baselined by an excursion
         d = x - self.level
         bound = h * self.level_err
-        out = has_level & clip & (bound > 0.0) & (np.abs(d) > bound)
-        if pr.shift_after > 0:
-            sign = np.where(d > 0, 1, -1)
-            same = (self.run == 0) | ((d > 0) == (self.run > 0))
-            run = np.where(out, np.where(same, self.run + sign, sign), 0)
-            run_sum = np.where(out, np.where(same, self.run_sum + x, x), 0.0)
-            shift = out & (np.abs(run) >= pr.shift_after)
-            new_level = np.where(shift, run_sum / np.maximum(np.abs(run), 1), self.level)
-            d = np.where(shift, 0.0, d)
-            self.run = np.where(finite, np.where(shift, 0, run), self.run)
-            self.run_sum = np.where(finite, np.where(shift, 0.0, run_sum), self.run_sum)
-        else:
-            new_level = self.level
-        d = np.where(out, np.clip(d, -bound, bound), d)
-        self.level = np.where(finite, np.where(np.isnan(self.level), x, new_level + pr.level_alpha * d), self.level)
-        # seasonal profile (float32)
+        d = np.where(clip & (bound > 0.0), np.clip(d, -bound, bound), d)
+        moved_level = np.where(out, self.level, self.level + pr.level_alpha * d)
+        level = np.where(np.isnan(self.level), x, np.where(rebase, rebase_level, moved_level))
+        self.level = np.where(finite, level, self.level)
+        # seasonal profile of normal points (float32)
         new_p = np.where(np.isnan(p), x, p + pr.season_alpha * (x - p)).astype(np.float32)
         rows = self._rows
-        self.profile[rows, slot] = np.where(finite, new_p, self.profile[rows, slot])
+        self.profile[rows, slot] = np.where(finite & ~out, new_p, self.profile[rows, slot])
         # feedback factor decays like BaseDetector.learn_one
         fp = self.fp_factor
         if np.any(fp != 1.0):
@@ -269,6 +294,14 @@ class BatchAdaptive:
             self.fp_factor = np.where(finite & (fp != 1.0), dec, fp)
         self.n = self.n + finite
         self.last_t = np.where(finite, np.asarray(t, dtype=np.float64), self.last_t)
+
+    def _reset_excursion(self, where: B) -> None:
+        """Forget the current excursion of the series selected by ``where``."""
+        self.exc = np.where(where, 0, self.exc)
+        self.exc_max = np.where(where, 0.0, self.exc_max)
+        self.exc_level = np.where(where, 0.0, self.exc_level)
+        self.exc_offset = np.where(where, 0.0, self.exc_offset)
+        self.exc_season_n = np.where(where, 0, self.exc_season_n)
 
     def export_series(self, i: int) -> dict[str, Any]:
         """Series ``i`` as an `Adaptive` state (``Adaptive().restore_state`` accepts it)."""
@@ -291,6 +324,7 @@ class BatchAdaptive:
                     pr.record_floor,
                     pr.min_history,
                     pr.shift_after,
+                    pr.spike_len,
                 ],
                 "n": int(self.n[i]),
                 "level": finite_or_none(float(self.level[i])),
@@ -298,6 +332,7 @@ class BatchAdaptive:
                 "season_err": finite_or_none(float(self.season_err[i])),
                 "long_err": finite_or_none(float(self.long_err[i])),
                 "record": float(self.record[i]),
+                "band_record": float(self.band_record[i]),
                 "last_t": finite_or_none(float(self.last_t[i])),
                 "tail": [
                     float(self.tail_u[i]),
@@ -305,8 +340,13 @@ class BatchAdaptive:
                     float(self.tail_m1[i]),
                     float(self.tail_m2[i]),
                 ],
-                "run": int(self.run[i]),
-                "run_sum": float(self.run_sum[i]),
+                "excursion": [
+                    int(self.exc[i]),
+                    float(self.exc_max[i]),
+                    float(self.exc_level[i]),
+                    float(self.exc_offset[i]),
+                    int(self.exc_season_n[i]),
+                ],
                 "profile": pack_f32(self.profile[i]),
             },
         }
@@ -323,10 +363,12 @@ class BatchAdaptive:
         self.season_err[i] = none_or_float(m["season_err"])
         self.long_err[i] = none_or_float(m["long_err"])
         self.record[i] = float(m["record"])
+        self.band_record[i] = float(m["band_record"])
         self.last_t[i] = none_or_float(m["last_t"])
         self.tail_u[i], self.tail_rate[i], self.tail_m1[i], self.tail_m2[i] = (float(v) for v in m["tail"])
-        self.run[i] = int(m["run"])
-        self.run_sum[i] = float(m["run_sum"])
+        exc, exc_max, exc_level, exc_offset, exc_season_n = m["excursion"]
+        self.exc[i], self.exc_max[i], self.exc_level[i] = int(exc), float(exc_max), float(exc_level)
+        self.exc_offset[i], self.exc_season_n[i] = float(exc_offset), int(exc_season_n)
         self.profile[i] = np.asarray(unpack_f32(m["profile"]), dtype=np.float32)
 
     def mark_false_positive(self, i: int, t: float, x: float) -> None:
@@ -350,8 +392,12 @@ class BatchAdaptive:
             self.season_err,
             self.long_err,
             self.record,
-            self.run,
-            self.run_sum,
+            self.band_record,
+            self.exc,
+            self.exc_max,
+            self.exc_level,
+            self.exc_offset,
+            self.exc_season_n,
             self.fp_factor,
             self.profile,
         ]

@@ -14,8 +14,8 @@ DAY_POINTS = int(86400 / STEP)
 
 #: Points after the start of a persistent shift by which every detector has stopped alarming.
 SHIFT_BOUND = {
-    "adaptive": 20,
-    "default": 20,
+    "adaptive": 35,  # a sustained shift alarms until its deliberate re-baselining (shift_after = 30)
+    "default": 35,
     "ewma": 20,
     "forecast": 20,
     "dspot": 20,
