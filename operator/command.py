@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+from typing import Any
 
 from homeostat.operator.settings import OperatorSettings
 
@@ -26,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prometheus-url", default=os.environ.get("HOMEOSTAT_PROMETHEUS_URL"),
                         help="Prometheus used by policies that name none [$HOMEOSTAT_PROMETHEUS_URL]")
     parser.add_argument("--dry-run", action="store_true", help="operator-wide dry run: never change workloads")
+    parser.add_argument("--max-concurrent-remediations", type=int, default=5, metavar="N",
+                        help="operator-wide cap on incidents being remediated at once (blast radius)")
     parser.add_argument("--metrics-port", type=int, default=9464, help="port of /metrics (0: off)")
     parser.add_argument("--liveness-port", type=int, default=8080, help="port of /healthz (0: off)")
     parser.add_argument("--standalone", action="store_true", help="no Kopf peering (a single replica)")
@@ -48,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         prometheus_url=args.prometheus_url,
         namespaces=tuple(args.namespace),
         dry_run=args.dry_run,
+        max_concurrent_remediations=args.max_concurrent_remediations,
         metrics_port=args.metrics_port,
         liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
     )
@@ -57,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if settings.metrics_port:
         metrics.serve(host=settings.metrics_host, port=settings.metrics_port)
     registry = kopf.OperatorRegistry()
-    deps = Dependencies(settings=settings, metrics=metrics, kube=KubeApi(api_client))
+    deps = Dependencies(settings=settings, metrics=metrics, kube=KubeApi(api_client),
+                        remediation=build_remediator(api_client, settings=settings, metrics=metrics))
     register_handlers(registry=registry, deps=deps, in_cluster=not out_of_cluster)
     if out_of_cluster and args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # Kopf's own login reads it
@@ -70,3 +75,24 @@ def run(args: argparse.Namespace) -> int:
         liveness_endpoint=settings.liveness_endpoint,
     ))
     return 0
+
+
+def build_remediator(api_client: Any, *, settings: OperatorSettings, metrics: Any) -> Any:
+    """The incident runner's dependencies: the Incident store, the actions, the operator-wide slots."""
+    from homeostat.api.incident import IncidentPhase
+    from homeostat.playbooks.actions import ACTIONS, notify, scale_out
+    from homeostat.playbooks.base import ActionContext, ActionResult
+    from homeostat.playbooks.guards import RemediationSlots
+    from homeostat.playbooks.incidents import IncidentStore
+    from homeostat.playbooks.kube import WorkloadApi
+    from homeostat.playbooks.runner import Remediator
+
+    async def escalation_notice(ctx: ActionContext) -> ActionResult:
+        return await notify.send(ctx, phase=IncidentPhase.ESCALATED)
+
+    return Remediator(
+        store=IncidentStore(api_client), actions=ACTIONS, scale_back=scale_out.scale_back,
+        escalation_notice=escalation_notice, workload_api=WorkloadApi(api_client),
+        slots=RemediationSlots(settings.max_concurrent_remediations), metrics=metrics,
+        operator_dry_run=settings.dry_run,
+    )

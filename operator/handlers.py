@@ -69,6 +69,6 @@ def register_handlers(*, registry: kopf.OperatorRegistry, deps: Dependencies, in
             kopf.event(body, type=type, reason=reason, message=message[:1024])
 
         await run_policy(
-            ref=PolicyRef(namespace=namespace, name=name),
+            ref=PolicyRef(namespace=namespace, name=name, uid=body.get("metadata", {}).get("uid")),
             read_spec=read_spec, wait_for_change=wait_for_change, deps=deps, emit=emit,
         )

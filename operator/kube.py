@@ -58,19 +58,24 @@ class KubeApi:
             GROUP, VERSION, namespace, "anomalypolicies", name, {"status": status},
         )
 
-    async def target_exists(self, *, namespace: str, target: TargetRef) -> bool:
+    async def read_target_metadata(self, *, namespace: str, target: TargetRef) -> dict[str, Any] | None:
+        """The target workload's metadata (uid, annotations), or None when it does not exist."""
         read = (
             self._apps.read_namespaced_deployment
             if target.kind == WorkloadKind.DEPLOYMENT
             else self._apps.read_namespaced_stateful_set
         )
         try:
-            await asyncio.to_thread(read, target.name, namespace)
+            obj: Any = await asyncio.to_thread(read, target.name, namespace)
         except ApiException as exc:
             if exc.status == 404:
-                return False
+                return None
             raise
-        return True
+        meta = obj.metadata
+        return {"uid": meta.uid, "annotations": dict(meta.annotations or {})}
+
+    async def target_exists(self, *, namespace: str, target: TargetRef) -> bool:
+        return await self.read_target_metadata(namespace=namespace, target=target) is not None
 
     async def read_secret_key(self, *, namespace: str, name: str, key: str) -> str | None:
         """The decoded value of a Secret's key, or None when the Secret or key is missing."""

@@ -24,11 +24,13 @@ from homeostat.api.policy import PolicySpec
 from homeostat.api.status import PolicyStatus
 from homeostat.operator.kube import KubeApi
 from homeostat.operator.metrics import OperatorMetrics
-from homeostat.operator.monitor import PolicyMonitor
+from homeostat.operator.monitor import CycleResult, PolicyMonitor
 from homeostat.operator.policy_status import cycle_status, invalid_status
 from homeostat.operator.prometheus import PrometheusSource
+from homeostat.operator.remediation import Feedback, observations
 from homeostat.operator.settings import OperatorSettings
 from homeostat.operator.validation import InvalidSpec, SpecProblem, validate_spec
+from homeostat.playbooks.runner import PolicyInfo, Remediator, TargetInfo, remediate
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +49,14 @@ class Dependencies:
     metrics: OperatorMetrics
     kube: KubeApi
     make_source: Callable[..., PrometheusSource] = PrometheusSource
+    remediation: Remediator | None = None  # None: detect and report only (no Incidents, no actions)
 
 
 @dataclass(frozen=True, kw_only=True)
 class PolicyRef:
     namespace: str
     name: str
+    uid: str | None = None  # owner of the policy's Incidents
 
 
 class _Reporter:
@@ -113,14 +117,15 @@ async def _resolve_source(
     return source
 
 
-async def _target_problem(*, spec: PolicySpec, ref: PolicyRef, kube: KubeApi) -> str | None:
+async def _read_target(*, spec: PolicySpec, ref: PolicyRef, kube: KubeApi) -> tuple[TargetInfo, str | None]:
+    """The target as the guardrails see it, and the problem to report when it cannot be used."""
     try:
-        exists = await kube.target_exists(namespace=ref.namespace, target=spec.target)
+        meta = await kube.read_target_metadata(namespace=ref.namespace, target=spec.target)
     except ApiException as exc:
-        return f"could not read spec.target: {exc.status} {exc.reason}"
-    if exists:
-        return None
-    return (
+        return TargetInfo(found=False), f"could not read spec.target: {exc.status} {exc.reason}"
+    if meta is not None:
+        return TargetInfo(found=True, uid=meta.get("uid"), annotations=meta.get("annotations") or {}), None
+    return TargetInfo(found=False), (
         f"spec.target.name: {spec.target.kind} {spec.target.name!r} not found in namespace "
         f"{ref.namespace!r}; create it or fix the name"
     )
@@ -145,6 +150,7 @@ async def run_policy(
     """
     reporter = _Reporter(ref=ref, deps=deps, emit=emit)
     monitor: PolicyMonitor | None = None
+    feedback: Feedback | None = None
     fingerprint: str | None = None
     try:
         while True:
@@ -167,6 +173,7 @@ async def run_policy(
                 monitor = PolicyMonitor(
                     namespace=ref.namespace, name=ref.name, spec=spec, source=source, metrics=deps.metrics
                 )
+                feedback = Feedback(monitor)
                 learned = await monitor.backfill()
                 emit(type="Normal", reason="MonitorStarted",
                      message=f"watching {len(spec.signals)} signals every {spec.interval}; "
@@ -175,7 +182,8 @@ async def run_policy(
             assert monitor is not None
             interval = max(monitor.spec.interval_seconds, deps.settings.status_interval_floor)
             deps.metrics.evaluation_lag.labels(ref.namespace, ref.name).set(max(0.0, time.monotonic() - schedule))
-            await _one_cycle(monitor=monitor, ref=ref, deps=deps, reporter=reporter, generation=generation)
+            await _one_cycle(monitor=monitor, ref=ref, deps=deps, reporter=reporter, generation=generation,
+                             feedback=feedback)
             schedule += interval
             if schedule < time.monotonic():  # fell behind (slow Prometheus): do not burst to catch up
                 schedule = time.monotonic()
@@ -183,6 +191,8 @@ async def run_policy(
     finally:
         if monitor is not None:
             _retire(monitor, deps)
+        if deps.remediation is not None:
+            deps.remediation.slots.release_prefix(f"{ref.namespace}/{ref.name}/")
 
 
 def _retire(monitor: PolicyMonitor, deps: Dependencies) -> None:
@@ -193,10 +203,11 @@ def _retire(monitor: PolicyMonitor, deps: Dependencies) -> None:
 
 
 async def _one_cycle(
-    *, monitor: PolicyMonitor, ref: PolicyRef, deps: Dependencies, reporter: _Reporter, generation: int | None
+    *, monitor: PolicyMonitor, ref: PolicyRef, deps: Dependencies, reporter: _Reporter, generation: int | None,
+    feedback: Feedback | None = None,
 ) -> None:
     spec = monitor.spec
-    target_problem = await _target_problem(spec=spec, ref=ref, kube=deps.kube)
+    target, target_problem = await _read_target(spec=spec, ref=ref, kube=deps.kube)
     result = await monitor.evaluate()
     query_problems = [
         SpecProblem(f"spec.signals[{index}].query", f"Prometheus rejected it: {error}; fix the PromQL")
@@ -206,6 +217,10 @@ async def _one_cycle(
         reporter.status, result, generation=generation,
         query_problems=query_problems, target_problem=target_problem,
     )
+    if deps.remediation is not None:
+        status.active_incident = await _remediate(monitor=monitor, ref=ref, deps=deps, reporter=reporter,
+                                                  result=result, target=target, feedback=feedback,
+                                                  previous=reporter.status.active_incident)
     await reporter.write(status)
 
     outcome = "rejected" if query_problems else "unavailable" if result.unavailable else "ok"
@@ -235,3 +250,31 @@ async def _one_cycle(
                            identity=",".join(sorted(confirmed)))
     else:
         reporter.clear("AnomalyConfirmed", normal_reason="AnomalyCleared", message="all signals back to normal")
+
+
+async def _remediate(
+    *, monitor: PolicyMonitor, ref: PolicyRef, deps: Dependencies, reporter: _Reporter, result: CycleResult,
+    target: TargetInfo, feedback: Feedback | None, previous: str | None,
+) -> str | None:
+    """Run the incident runner on this cycle's observations; return the policy's open incident.
+
+    The runner is called every cycle, with or without data: the state machine itself refuses to
+    act, resolve or escalate without fresh data (Inconclusive), and Incidents annotated by humans
+    (cleared, false-positive) are still handled while Prometheus is down.
+    """
+    assert deps.remediation is not None
+    try:
+        report = await remediate(
+            policy=PolicyInfo(namespace=ref.namespace, name=ref.name, uid=ref.uid), spec=monitor.spec,
+            obs=observations(result, monitor), target=target, deps=deps.remediation, feedback=feedback,
+            emit=reporter.emit,
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # an API outage must not stop detection; the next cycle reads afresh
+        logger.warning("remediation of %s/%s failed this cycle: %s", ref.namespace, ref.name, exc, exc_info=True)
+        reporter.warn_once("RemediationError", f"remediation failed this cycle, retried next: {exc}"[:1024],
+                           identity=type(exc).__name__)
+        return previous
+    reporter.clear("RemediationError")
+    return report.active_incident

@@ -43,6 +43,21 @@ class OperatorMetrics:
             ["namespace", "policy", "signal"], registry=r,
         )
         self.policies = Gauge("homeostat_policies", "Policies by phase.", ["phase"], registry=r)
+        self.incidents = Counter(
+            "homeostat_incidents", "Incidents entering each phase (Detected counts openings and reopenings).",
+            ["phase"], registry=r,
+        )
+        self.actions = Counter(
+            "homeostat_actions", "Remediation actions by type and outcome (Intended is not an outcome).",
+            ["action", "outcome"], registry=r,
+        )
+        self.false_positives = Counter(
+            "homeostat_false_positives", "Incidents annotated homeostat.dev/verdict=false-positive, fed back.",
+            registry=r,
+        )
+        self.remediations_active = Gauge(
+            "homeostat_remediations_in_progress", "Incidents holding a concurrent-remediation slot.", registry=r,
+        )
         self.evaluation_lag = Gauge(
             "homeostat_evaluation_lag_seconds", "How late the last cycle started against its schedule.",
             ["namespace", "policy"], registry=r,

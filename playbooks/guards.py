@@ -270,3 +270,7 @@ class RemediationSlots:
 
     def release(self, key: str) -> None:
         self._holders.discard(key)
+
+    def release_prefix(self, prefix: str) -> None:
+        """Free the slots of a policy whose loop ends (keys are `<namespace>/<policy>/<incident>`)."""
+        self._holders = {key for key in self._holders if not key.startswith(prefix)}

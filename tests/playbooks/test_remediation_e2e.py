@@ -1,0 +1,422 @@
+"""Remediation end to end: a real Prometheus with imported history (detectors warm at once), an
+exporter the test drives, the emulated API server, and `homeostat run` as its own process.
+
+Each test follows one incident through its phases and reads the outcome the way an SRE would:
+the Incident (`kubectl get inc`), the Events, the workload, the operator's metrics, and the API
+server's request log (which writes the operator made, and how many).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import kmock
+import pytest
+
+from homeostat.lab.exporter import Exporter
+from homeostat.lab.harness import deployment, policy, wait_until
+from homeostat.lab.prometheus import PrometheusServer
+
+API = "homeostat.dev/v1alpha1"
+PODS = ("a", "b", "c")
+ACTION_KEY = "homeostat.dev/action-key"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+pytestmark = pytest.mark.slow
+
+
+def noise(level: float, step: int, pod_index: int) -> float:
+    """A deterministic wobble of +-6 % around `level`, different for each pod."""
+    return level * (1 + 0.02 * ((step * (pod_index + 3)) % 7 - 3))
+
+
+@pytest.fixture
+def prometheus(exporter: Exporter) -> Iterator[PrometheusServer]:
+    """A real Prometheus scraping `exporter`, with 15 minutes of healthy history per pod."""
+    server = PrometheusServer(scrape_interval=0.5, targets=[exporter.target])
+    now = time.time()
+    server.import_history({
+        ("lab_latency_seconds", (("instance", exporter.target), ("job", "lab"), ("pod", pod))): [
+            (now - 900 + step, noise(0.1, step, index)) for step in range(0, 895)
+        ]
+        for index, pod in enumerate(PODS)
+    })
+    with server:
+        yield server
+
+
+@pytest.fixture
+def latency(exporter: Exporter) -> Iterator[dict[str, float]]:
+    """Per-pod latency levels, published 10 times a second; tests change them."""
+    gauge = exporter.gauge("lab_latency_seconds", ("pod",))
+    levels = dict.fromkeys(PODS, 0.1)
+    stop = threading.Event()
+
+    def run() -> None:
+        step = 0
+        while not stop.wait(0.1):
+            step += 1
+            for index, pod in enumerate(PODS):
+                gauge.labels(pod).set(noise(levels[pod], step, index))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield levels
+    stop.set()
+    thread.join()
+
+
+def remediation_spec(steps: list[dict[str, Any]], **playbook: Any) -> dict[str, Any]:
+    return {
+        "target": {"kind": "Deployment", "name": "checkout"},
+        "interval": "1s", "lookback": "10m", "evaluationDelay": "0s", "staleness": "3s", "seriesTtl": "60s",
+        "signals": [{"name": "latency", "query": "max by (pod) (lab_latency_seconds)",
+                     "detector": {"name": "robust_zscore"}}],
+        "confirm": {"k": 2, "n": 3},
+        "playbook": {"verify": "3s", "cooldown": "3s", "maxActionsPerHour": 10, "reopenWindow": "2m",
+                     "escalationHold": "10m", "steps": steps, **playbook},
+    }
+
+
+class Scene:
+    """The cluster, Prometheus, the exporter levels and the operator of one test."""
+
+    def __init__(self, cluster: Any, prometheus: PrometheusServer, latency: dict[str, float],
+                 start_operator: Any) -> None:
+        self.cluster = cluster
+        self.prometheus = prometheus
+        self.latency = latency
+        self.start_operator = start_operator
+        self.operator: Any = None
+        cluster.apply(deployment("checkout", replicas=2))
+        prometheus.wait_for("lab_latency_seconds", count=3)
+
+    def start(self, *extra: str) -> Any:
+        self.operator = self.start_operator(self.prometheus.url, extra=list(extra))
+        return self.operator
+
+    def apply_policy(self, spec: dict[str, Any], name: str = "checkout") -> None:
+        self.cluster.apply(policy(name, spec))
+        wait_until(lambda: self.policy_status(name).get("phase") == "Healthy", timeout=30,
+                   message="detectors not warm after back-filling the imported history")
+
+    def policy_status(self, name: str = "checkout") -> dict[str, Any]:
+        return (self.cluster.get(API, "anomalypolicies", "shop", name) or {}).get("status") or {}
+
+    def incidents(self) -> list[dict[str, Any]]:
+        return sorted(self.cluster.list(API, "incidents", namespace="shop"), key=lambda i: i["metadata"]["name"])
+
+    def incident(self) -> dict[str, Any]:
+        found = self.incidents()
+        assert len(found) == 1, [i["metadata"]["name"] for i in found]
+        return found[0]
+
+    def status(self) -> dict[str, Any]:
+        return self.incident().get("status") or {}
+
+    def wait_phase(self, phase: str, timeout: float = 30) -> dict[str, Any]:
+        return wait_until(lambda: (s := self.incidents()) and (s[-1].get("status") or {}).get("phase") == phase
+                          and s[-1], timeout=timeout,
+                          message=f"no incident reached {phase}; operator log:\n{self.operator.log()}")
+
+    def spike(self, pod: str = "a", level: float = 1.0) -> None:
+        self.latency[pod] = level
+
+    def heal(self) -> None:
+        for pod in PODS:
+            self.latency[pod] = 0.1
+
+    def deployment(self, namespace: str = "shop") -> dict[str, Any]:
+        found: dict[str, Any] = self.cluster.get("apps/v1", "deployments", namespace, "checkout")
+        return found
+
+    def template_notes(self) -> dict[str, str]:
+        notes: dict[str, str] = self.deployment()["spec"]["template"]["metadata"].get("annotations") or {}
+        return notes
+
+    def workload_writes(self) -> list[Any]:
+        """Writes the operator made to workloads and pods (anything but our own CRs and Events)."""
+        return [r for r in self.cluster.requests if (r.user_agent or "").startswith("homeostat/")
+                and r.method in WRITES and ("/apis/apps/" in r.path or "/pods" in r.path)]
+
+    def events(self, kind: str, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.cluster.events("shop")
+                if (e.get("involvedObject") or {}).get("kind") == kind
+                and (e.get("involvedObject") or {}).get("name") == name]
+
+    def annotate_incident(self, name: str, annotations: dict[str, str]) -> None:
+        obj = self.cluster.get(API, "incidents", "shop", name)
+        obj["metadata"]["annotations"] = {**(obj["metadata"].get("annotations") or {}), **annotations}
+        self.cluster.apply(obj)
+
+    def kubectl(self, *args: str) -> str:
+        return subprocess.run(["kubectl", "--kubeconfig", str(self.cluster.kubeconfig_path), *args],
+                              capture_output=True, text=True, check=True, timeout=30).stdout
+
+    def metric(self, line_start: str) -> float:
+        for line in self.operator.metrics().splitlines():
+            if line.startswith(line_start + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+
+@pytest.fixture
+def scene(cluster: Any, prometheus: PrometheusServer, latency: dict[str, float], start_operator: Any) -> Scene:
+    return Scene(cluster, prometheus, latency, start_operator)
+
+
+# --- the happy path ------------------------------------------------------------------------------
+
+
+def test_an_anomaly_opens_one_incident_a_restart_resolves_it(scene: Scene) -> None:
+    scene.cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}})
+    scene.cluster.apply(deployment("checkout", namespace="other"))  # same name elsewhere: never touched
+    operator = scene.start()
+    scene.apply_policy(remediation_spec([{"action": "restart"}, {"action": "scale-out"}]))
+    # A conflict on the first status write of the incident: retried on a fresh read.
+    scene.cluster.handler["patch", kmock.resource("homeostat.dev/v1alpha1/incidents")][:1] << 409
+    before = scene.template_notes().get(RESTARTED_AT)
+    scene.spike("a")
+    wait_until(lambda: scene.template_notes().get(RESTARTED_AT) != before, timeout=30,
+               message=f"no restart; operator log:\n{operator.log()}")
+    incident = scene.incident()
+    name = incident["metadata"]["name"]
+    assert scene.policy_status()["activeIncident"] == name
+    scene.heal()  # the restart worked
+    scene.wait_phase("Resolved")
+
+    incident = scene.incident()
+    status = incident["status"]
+    owner = incident["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"]) == ("AnomalyPolicy", "checkout")
+    (series,) = incident["spec"]["involved"]
+    assert series["labels"] == {"pod": "a"} and series["observed"] == pytest.approx(1.0, rel=0.1)
+    assert series["upper"] < 0.2 and series["expected"] == pytest.approx(0.1, rel=0.2)
+    events = [e["event"] for e in status["timeline"]]
+    assert events == ["Detected", "ActionIntended", "ActionSucceeded", "Resolved"], events
+    (record,) = status["actions"]
+    assert record["key"] == f"{name}/0/1" and record["state"] == "Succeeded" and record["action"] == "restart"
+    assert scene.template_notes()[ACTION_KEY] == record["key"]
+    writes = scene.workload_writes()
+    assert len([w for w in writes if w.status == 200]) == 1, "one restart, one write"
+    assert all("/namespaces/shop/" in w.path for w in writes)
+    assert scene.deployment("other")["metadata"]["generation"] == 1
+
+    header, row = (re.split(r"\s{2,}", line.strip()) for line in scene.kubectl("get", "inc", "-n", "shop").splitlines())
+    assert header == ["NAME", "POLICY", "TARGET", "SIGNAL", "PHASE", "LAST-ACTION", "AGE"]
+    assert row[:6] == [name, "checkout", "checkout", "latency", "Resolved", "restart Succeeded"]
+    reasons = {e["reason"] for e in scene.events("Incident", name)}
+    assert {"IncidentOpened", "ActionSucceeded", "IncidentResolved"} <= reasons
+    on_target = {e["reason"] for e in scene.events("Deployment", "checkout")}
+    assert {"IncidentOpened", "ActionSucceeded", "IncidentResolved"} <= on_target
+    wait_until(lambda: scene.policy_status().get("activeIncident") is None, timeout=10,
+               message="policy still shows the resolved incident as active")
+    assert scene.metric('homeostat_incidents_total{phase="Detected"}') == 1
+    assert scene.metric('homeostat_incidents_total{phase="Resolved"}') == 1
+    assert scene.metric('homeostat_actions_total{action="restart",outcome="Succeeded"}') == 1
+
+
+# --- escalation ----------------------------------------------------------------------------------
+
+
+def test_steps_exhausted_escalate_then_nothing_is_done_until_a_human_clears_it(scene: Scene) -> None:
+    scene.start()
+    scene.apply_policy(remediation_spec([{"action": "restart"}]))
+    scene.spike("a")
+    wait_until(lambda: scene.incidents(), timeout=30, message="no incident")
+    scene.spike("b")  # a continuing anomaly on another pod: the same incident, one more series
+    escalated = scene.wait_phase("Escalated")
+    name = escalated["metadata"]["name"]
+    assert {s["labels"]["pod"] for s in escalated["spec"]["involved"]} == {"a", "b"}
+    status = escalated["status"]
+    assert status["holdUntil"] and "homeostat.dev/cleared=true" in status["message"]
+    assert [e["event"] for e in status["timeline"]][-2:] == ["NotRecovered", "Escalated"]
+    writes = len(scene.workload_writes())
+    time.sleep(6)  # the anomaly goes on: no action, no new incident
+    assert len(scene.workload_writes()) == writes and len(scene.incidents()) == 1
+    assert scene.policy_status()["activeIncident"] == name
+    assert any(e["reason"] == "IncidentEscalated" and e["type"] == "Warning"
+               for e in scene.events("Deployment", "checkout"))
+    assert scene.metric('homeostat_incidents_total{phase="Escalated"}') == 1
+
+    scene.annotate_incident(name, {"homeostat.dev/cleared": "true"})  # a human looked at it
+    wait_until(lambda: len(scene.incidents()) == 2, timeout=20, message="clearing did not let a new incident open")
+    assert scene.cluster.get(API, "incidents", "shop", name)["status"]["holdReleased"]
+
+
+# --- guardrails ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["policy", "operator"])
+def test_dry_run_records_every_decision_and_writes_nothing(scene: Scene, where: str) -> None:
+    scene.start(*(["--dry-run"] if where == "operator" else []))
+    spec = remediation_spec([{"action": "restart"}, {"action": "scale-out", "scaleOut": {"step": 2, "max": 5}}],
+                            **({"dryRun": True} if where == "policy" else {}))
+    scene.apply_policy(spec)
+    scene.spike("a")
+    escalated = scene.wait_phase("Escalated", timeout=40)
+    records = escalated["status"]["actions"]
+    assert [(r["action"], r["state"], r["dryRun"]) for r in records] == [
+        ("restart", "DryRun", True), ("scale-out", "DryRun", True)]
+    assert "would restart" in records[0]["message"] and "2 -> 4" in records[1]["message"]
+    assert scene.workload_writes() == []
+    assert scene.deployment()["spec"]["replicas"] == 2
+    assert scene.metric('homeostat_actions_total{action="restart",outcome="DryRun"}') == 1
+
+
+def test_suspend_stops_acting_until_lifted(scene: Scene) -> None:
+    scene.start()
+    spec = remediation_spec([{"action": "restart"}], suspend=True)
+    scene.apply_policy(spec)
+    scene.spike("a")
+    wait_until(lambda: scene.incidents() and (scene.status().get("waiting") or "").startswith("Suspended"),
+               timeout=30, message="suspended incident not reported")
+    time.sleep(3)
+    assert scene.workload_writes() == [] and scene.status()["phase"] == "Detected"
+    skipped = [e for e in scene.events("Deployment", "checkout") if e["reason"] == "ActionSkipped"]
+    assert len(skipped) == 1 and "suspend" in skipped[0]["message"]
+    # Lifting it rebuilds the monitor (a spec change); the Incident in the API carries on.
+    spec["playbook"]["suspend"] = False
+    scene.cluster.apply(policy("checkout", spec))
+    wait_until(lambda: scene.status().get("actions"), timeout=30, message="no action after suspend was lifted")
+    assert len(scene.incidents()) == 1 and scene.status()["actions"][0]["state"] == "Succeeded"
+
+
+def test_a_paused_workload_is_never_touched(scene: Scene) -> None:
+    deploy = scene.deployment()
+    deploy["metadata"]["annotations"] = {"homeostat.dev/paused": "true"}
+    scene.cluster.apply(deploy)
+    scene.start()
+    scene.apply_policy(remediation_spec([{"action": "restart"}, {"action": "scale-out"}]))
+    scene.spike("a")
+    wait_until(lambda: scene.incidents() and (scene.status().get("waiting") or "").startswith("Paused"),
+               timeout=30, message="paused workload not reported")
+    time.sleep(4)
+    assert scene.workload_writes() == [] and scene.status().get("actions", []) == []
+    assert any(e["reason"] == "ActionSkipped" and "paused" in e["message"]
+               for e in scene.events("Deployment", "checkout"))
+
+
+def test_cooldown_and_hourly_budget_hold_the_next_step(scene: Scene) -> None:
+    scene.start()
+    scene.apply_policy(remediation_spec([{"action": "restart"}, {"action": "restart"}, {"action": "restart"}],
+                                        cooldown="8s", verify="2s", maxActionsPerHour=2))
+    scene.spike("a")
+    wait_until(lambda: len(scene.incidents()) == 1 and len(scene.status().get("actions", [])) == 2, timeout=40,
+               message="second restart never came")
+    first, second = scene.status()["actions"]
+    from homeostat.api.times import parse_time
+
+    assert parse_time(second["startedAt"]) - parse_time(first["startedAt"]) >= 8
+    timeline = scene.status()["timeline"]
+    assert any(e["event"] == "ActionHeld" and "Cooldown" in e["message"] for e in timeline)
+    wait_until(lambda: (scene.status().get("waiting") or "").startswith("RateLimited"), timeout=30,
+               message="the third action was not held by maxActionsPerHour")
+    assert len(scene.status()["actions"]) == 2
+    assert len([w for w in scene.workload_writes() if w.status == 200]) == 2
+
+
+def test_prometheus_down_during_an_incident_means_no_action_and_no_resolution(scene: Scene) -> None:
+    scene.start()
+    scene.apply_policy(remediation_spec([{"action": "restart"}, {"action": "scale-out"}], verify="4s"))
+    scene.spike("a")
+    scene.wait_phase("Verifying")
+    scene.heal()  # it would resolve, could we see it
+    scene.prometheus.stop()
+    wait_until(lambda: (scene.status().get("waiting") or "").startswith("NoData"), timeout=30,
+               message="no-data not reported on the incident")
+    writes = len(scene.workload_writes())
+    time.sleep(6)
+    status = scene.status()
+    assert status["phase"] == "Verifying" and len(status["actions"]) == 1
+    assert len(scene.workload_writes()) == writes
+    assert [e["event"] for e in status["timeline"]].count("Inconclusive") == 1
+
+
+def test_a_recurrence_reopens_with_the_next_step_and_scale_out_is_undone_when_quiet(scene: Scene) -> None:
+    scene.start()
+    scene.apply_policy(remediation_spec(
+        [{"action": "restart"}, {"action": "scale-out", "scaleOut": {"step": 2, "max": 5, "scaleBackAfter": "4s"}}],
+        cooldown="1s"))
+    before = scene.template_notes().get(RESTARTED_AT)
+    scene.spike("a")
+    wait_until(lambda: scene.template_notes().get(RESTARTED_AT) != before, timeout=30, message="no restart")
+    scene.heal()
+    scene.wait_phase("Resolved")
+    scene.spike("a")  # back within the reopen window: the same incident, the next step
+    wait_until(lambda: scene.deployment()["spec"]["replicas"] == 4, timeout=30, message="no scale-out")
+    scene.heal()
+    resolved = scene.wait_phase("Resolved")
+    assert resolved["status"]["reopened"] == 1 and len(scene.incidents()) == 1
+    wait_until(lambda: scene.deployment()["spec"]["replicas"] == 2, timeout=30, message="no scale-back")
+    records = scene.status()["actions"]
+    assert [(r["action"], r["purpose"], r["state"]) for r in records] == [
+        ("restart", "Step", "Succeeded"), ("scale-out", "Step", "Succeeded"), ("scale-out", "ScaleBack", "Succeeded")]
+    assert "Reopened" in [e["event"] for e in scene.status()["timeline"]]
+
+
+def test_a_false_positive_verdict_feeds_back_and_is_counted(scene: Scene) -> None:
+    operator = scene.start()
+    scene.apply_policy(remediation_spec([{"action": "restart"}], verify="1m"))
+    scene.spike("a", level=0.3)
+    scene.wait_phase("Verifying")
+    name = scene.incident()["metadata"]["name"]
+    scene.heal()
+    scene.annotate_incident(name, {"homeostat.dev/verdict": "false-positive"})  # "that was no incident"
+    resolved = scene.wait_phase("Resolved")
+    assert len(scene.incidents()) == 1
+    assert resolved["status"]["feedback"] == "false-positive"
+    assert "fed back to the detectors of 1 of 1 series" in resolved["status"]["message"]
+    wait_until(lambda: "homeostat_false_positives_total 1.0" in operator.metrics(), timeout=10,
+               message="false positive not counted")
+    assert any(e["reason"] == "FalsePositive" for e in scene.events("Incident", name))
+
+
+# --- crash safety --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("moment", ["before-the-write", "after-the-write"])
+def test_killed_between_intent_and_outcome_the_restart_happens_exactly_once(scene: Scene, moment: str) -> None:
+    """kill -9 while the action's write is in flight (it never lands), or once it has landed but its
+    outcome is not recorded yet; a new operator process finishes the incident without a second write."""
+    arrived = threading.Event()
+
+    async def stall(request: Any) -> None:
+        arrived.set()
+        await asyncio.sleep(30)  # the operator is killed meanwhile; its request is then dropped
+
+    if moment == "before-the-write":
+        scene.cluster.handler["patch", kmock.resource("apps/v1/deployments")][:1] << stall
+    else:
+        outcome = scene.cluster.handler["patch", kmock.resource("homeostat.dev/v1alpha1/incidents")][
+            lambda request: b'"Succeeded"' in (request.body or b"")]
+        outcome[:1] << stall
+    first = scene.start()
+    scene.apply_policy(remediation_spec([{"action": "restart"}], verify="3s"))
+    scene.spike("a")
+    wait_until(arrived.is_set, timeout=30, message=f"the stalled request never came:\n{first.log()}")
+    assert [r["state"] for r in scene.status()["actions"]] == ["Intended"]
+    os.kill(first.process.pid, signal.SIGKILL)
+    first.process.wait(timeout=10)
+
+    second = scene.start()
+    wait_until(lambda: scene.status()["actions"][0]["state"] == "Succeeded", timeout=30,
+               message=f"the interrupted restart was not resumed:\n{second.log()}")
+    scene.heal()
+    resolved = scene.wait_phase("Resolved")
+    (record,) = resolved["status"]["actions"]
+    landed = [w for w in scene.workload_writes() if w.status == 200 and ACTION_KEY in str(w.body)]
+    assert len(landed) == 1, f"the restart was written {len(landed)} times"
+    assert scene.template_notes()[ACTION_KEY] == record["key"]
+    if moment == "after-the-write":
+        assert "already done" in record["message"]
+    assert "ActionResumed" in {e["reason"] for e in scene.events("Incident", resolved["metadata"]["name"])}
