@@ -309,6 +309,11 @@ def when_matches(step: Step, obs: Observations) -> tuple[bool | None, str]:
     return True, ""
 
 
+def _round(value: float | None) -> float | None:
+    """Six significant digits: what a human reads, and far finer than any band."""
+    return None if value is None else float(f"{value:.6g}")
+
+
 def involved_now(obs: Observations, *, only_new_for: IncidentSpec | None = None) -> tuple[InvolvedSeries, ...]:
     """The confirmed series of this cycle with their band (not already in `only_new_for`)."""
     known = set()
@@ -320,8 +325,9 @@ def involved_now(obs: Observations, *, only_new_for: IncidentSpec | None = None)
             key = (name, tuple(sorted(series.labels.items())))
             if series.confirmed and key not in known:
                 found.append(InvolvedSeries(
-                    signal=name, labels=dict(series.labels), observed=series.value, expected=series.expected,
-                    lower=series.lower, upper=series.upper, score=series.score,
+                    signal=name, labels=dict(series.labels), observed=_round(series.value),
+                    expected=_round(series.expected), lower=_round(series.lower), upper=_round(series.upper),
+                    score=_round(series.score),
                 ))
     return tuple(found)
 

@@ -617,8 +617,7 @@ class _Cycle:
             result = ActionResult(outcome=Outcome.DRY_RUN, message=result.message, changes=result.changes)
         state = _STATE_OF[Outcome(result.outcome)]
         done = self.deps.clock()
-        message = result.message + (f" {result.changes}" if result.changes and "already" not in result.changes
-                                    else "")
+        message = result.message  # what changed is in it ("replicas 2 -> 3"); `changes` is for the actions' own use
 
         def outcome(s: IncidentStatus) -> None:
             record = _record(s, key)
@@ -633,17 +632,16 @@ class _Cycle:
             record.dry_run = dry_run
             label = "scale-back" if purpose == ActionPurpose.SCALE_BACK else str(record.action)
             s.last_action = f"{label} {state}"
+            if purpose == ActionPurpose.STEP:
+                s.current_step = step_index
+                if state in (ActionState.SUCCEEDED, ActionState.DRY_RUN):
+                    _enter(s, IncidentPhase.VERIFYING, done)
+                    s.verify_until = format_time(done + _verify_seconds(step, self.spec), round_up=True)
+                else:  # failed or did not apply: nothing changed, nothing to verify; on with the next step
+                    _enter(s, IncidentPhase.REMEDIATING, done)
+                    s.current_step = step_index + 1
+                    s.verify_until = None
             _note(s, done, f"Action{state}", f"{what}: {message}")
-            if purpose != ActionPurpose.STEP:
-                return
-            s.current_step = step_index
-            if state in (ActionState.SUCCEEDED, ActionState.DRY_RUN):
-                _enter(s, IncidentPhase.VERIFYING, done)
-                s.verify_until = format_time(done + _verify_seconds(step, self.spec), round_up=True)
-            else:  # failed or did not apply: nothing changed, nothing to verify; on with the next step
-                _enter(s, IncidentPhase.REMEDIATING, done)
-                s.current_step = step_index + 1
-                s.verify_until = None
 
         before = view.status.phase
         view = await self.write(view, outcome)

@@ -325,6 +325,31 @@ def test_cooldown_and_hourly_budget_hold_the_next_step(scene: Scene) -> None:
     assert len([w for w in scene.workload_writes() if w.status == 200]) == 2
 
 
+def test_the_operator_wide_cap_holds_a_second_remediation_until_the_first_ends(scene: Scene) -> None:
+    scene.cluster.apply(deployment("payments", replicas=2))
+    scene.start("--max-concurrent-remediations", "1")
+    steps = [{"action": "restart"}, {"action": "scale-out"}]
+    scene.apply_policy(remediation_spec(steps, verify="5s"))
+    other = remediation_spec(steps, verify="5s")
+    other["target"]["name"] = "payments"
+    other["signals"][0]["query"] = 'max by (pod) (lab_latency_seconds{pod="b"})'
+    scene.apply_policy(other, name="payments")
+    scene.spike("a")
+    wait_until(lambda: scene.incidents() and scene.status().get("actions"), timeout=30,
+               message="the first remediation did not start")
+    scene.spike("b")
+    wait_until(lambda: len(scene.incidents()) == 2, timeout=30, message="two incidents expected")
+    held = wait_until(lambda: [i for i in scene.incidents()
+                               if ((i.get("status") or {}).get("waiting") or "").startswith("ConcurrencyCap")],
+                      timeout=20, message="the second remediation was not held by the cap")
+    (waiting,) = held
+    assert not waiting["status"].get("actions")
+    assert "1 remediations in progress, the operator's limit is 1" in waiting["status"]["waiting"]
+    scene.latency["a"] = 0.1  # the first one resolves and frees its slot: the second goes ahead
+    wait_until(lambda: (scene.cluster.get(API, "incidents", "shop", waiting["metadata"]["name"])["status"]
+                        .get("actions")), timeout=30, message="the held remediation never went ahead")
+
+
 def test_prometheus_down_during_an_incident_means_no_action_and_no_resolution(scene: Scene) -> None:
     scene.start()
     scene.apply_policy(remediation_spec([{"action": "restart"}, {"action": "scale-out"}], verify="4s"))

@@ -365,3 +365,15 @@ def test_skip_kinds_are_all_handled() -> None:
     for kind in Kind:
         if kind not in (Kind.IDLE, Kind.WAIT):
             assert hasattr(_Cycle, f"_on_{kind.name.lower()}"), kind
+
+
+async def test_no_action_runs_when_its_intent_cannot_be_written(world: World) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    world.cluster.handler["patch", kmock.resource("homeostat.dev/v1alpha1/incidents")][:10] << 503
+    for _ in range(2):  # the first status write, then the intent: each retried 5 times, then given up
+        with pytest.raises(ApiException):
+            await world.cycle(HIGH)
+    assert world.actions.calls == [], "an action whose intent is not recorded must not run"
+    await world.cycle(HIGH)  # the API answers again
+    assert len(world.actions.calls) == 1 and world.status().actions[0].state == "Succeeded"
