@@ -419,7 +419,10 @@ class _Cycle:
             s.waiting = None
             _note(s, now, "NotRecovered", d.message)
 
+        before = view.status.phase
         view = await self.write(view, mutate)
+        if view.status.phase != before:
+            self.count_phase(view.status.phase)
         await self.tell(view, type="Warning", reason="NotRecovered", message=d.message, now=now)
 
     async def _on_escalate(self, d: Decision, now: float) -> None:

@@ -202,6 +202,8 @@ async def test_not_recovered_goes_through_the_steps_then_escalates_and_holds(wor
         assert (await world.cycle(HIGH, policy, advance=60)).active_incident == world.incidents()[0]["metadata"]["name"]
     assert len(world.actions.calls) == 4 and len(world.incidents()) == 1
     assert world.metric("homeostat_incidents_total", phase="Escalated") == 1
+    assert world.metric("homeostat_incidents_total", phase="Remediating") == 4  # the first act, 3x not recovered
+    assert world.metric("homeostat_incidents_total", phase="Verifying") == 3
 
     name = world.incidents()[0]["metadata"]["name"]
     world.cluster.apply({**world.incidents()[0], "metadata": {**world.incidents()[0]["metadata"],
