@@ -303,7 +303,8 @@ async def test_prometheus_down_during_verification_neither_resolves_nor_escalate
     assert status.phase == "Verifying" and status.waiting.startswith("NoData")
     assert [e.event for e in status.timeline].count("Inconclusive") == 1
     await world.cycle(NORMAL)
-    assert world.status().phase == "Resolved"
+    status = world.status()
+    assert status.phase == "Resolved" and status.waiting is None
 
 
 async def test_a_false_positive_closes_the_incident_feeds_back_once_and_is_counted(world: World) -> None:
@@ -379,3 +380,4 @@ async def test_no_action_runs_when_its_intent_cannot_be_written(world: World) ->
     assert world.actions.calls == [], "an action whose intent is not recorded must not run"
     await world.cycle(HIGH)  # the API answers again
     assert len(world.actions.calls) == 1 and world.status().actions[0].state == "Succeeded"
+
