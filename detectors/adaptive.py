@@ -42,10 +42,9 @@ floats), calibrated enough for Benjamini-Hochberg across series (``fdr``).
 Level shifts re-baseline deliberately: after ``shift_after`` consecutive points outside the
 band on the same side (either side, whatever the direction), the level jumps to the mean
 of that run (weighted towards its recent points) and the whole seasonal profile moves by
-the run's mean offset from it, so a
-persistent shift that nobody remediates stops alarming, and the model cannot get stuck
-refusing to learn (River issue #948). Memory is fixed: a few floats plus ``bins`` float32
-values.
+the run's mean offset from it, so a persistent shift that nobody remediates stops
+alarming, and the model cannot get stuck refusing to learn (River issue #948). Memory is
+fixed: a few floats plus ``bins`` float32 values.
 
 Parameters
 ----------
@@ -72,7 +71,7 @@ shift_after
     (0 disables; not recommended). This is how long a sustained shift alarms. 30 points:
     at the operator's default 30 s interval that is 15 minutes, enough to confirm (k of n),
     act, verify (``playbook.verify``, 2 minutes) and wait out the cooldown before a second
-    step, so a shift is not accepted as normal while a remediation is still being judged.
+    step, so the operator does not see a shift as normal while it is still acting on it.
     NAB is flat over 10-30 (``docs/detectors.md``).
 spike_len
     Excursions of at most this many points are noise: once the series is back in its band
