@@ -190,7 +190,8 @@ def test_an_anomaly_opens_one_incident_a_restart_resolves_it(scene: Scene) -> No
                message=f"no restart; operator log:\n{operator.log()}")
     incident = scene.incident()
     name = incident["metadata"]["name"]
-    assert scene.policy_status()["activeIncident"] == name
+    wait_until(lambda: scene.policy_status().get("activeIncident") == name, timeout=5,
+               message="the policy does not name its incident")  # written at the end of the same cycle
     scene.heal()  # the restart worked
     scene.wait_phase("Resolved")
 
@@ -243,7 +244,8 @@ def test_steps_exhausted_escalate_then_nothing_is_done_until_a_human_clears_it(s
     writes = len(scene.workload_writes())
     time.sleep(6)  # the anomaly goes on: no action, no new incident
     assert len(scene.workload_writes()) == writes and len(scene.incidents()) == 1
-    assert scene.policy_status()["activeIncident"] == name
+    wait_until(lambda: scene.policy_status().get("activeIncident") == name, timeout=5,
+               message="the policy does not name its incident")  # written at the end of the same cycle
     assert any(e["reason"] == "IncidentEscalated" and e["type"] == "Warning"
                for e in scene.events("Deployment", "checkout"))
     assert scene.metric('homeostat_incidents_total{phase="Escalated"}') == 1
