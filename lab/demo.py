@@ -54,9 +54,6 @@ def demo_policy() -> dict[str, Any]:
                     "query": 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket'
                              '{namespace="shop", service="checkout"}[10s])))',
                     "direction": "up",
-                    # The transparent median/MAD detector until `default` keeps a sustained shift
-                    # out of band for the confirmation window (see docs/operator.md).
-                    "detector": {"name": "robust_zscore"},
                 },
                 {
                     "name": "error-ratio",
@@ -65,7 +62,6 @@ def demo_policy() -> dict[str, Any]:
                              '[10s])) or vector(0)) / sum(rate(http_requests_total{namespace="shop", '
                              'service="checkout"}[10s]))',
                     "direction": "up",
-                    "detector": {"name": "robust_zscore"},
                 },
             ],
             "confirm": {"k": 3, "n": 4},

@@ -156,9 +156,6 @@ def test_anomaly_is_confirmed_with_expected_band_and_event(
     prometheus.wait_for("lab_latency_seconds", count=3)
     start_operator(prometheus.url)
     spec = simple_spec('max(lab_latency_seconds{pod="a"})', confirm={"k": 2, "n": 3})
-    # The operator's path is under test here, so the detector is the transparent robust z-score
-    # (median/MAD band); tests/detectors hold the detectors to their own contract.
-    spec["signals"][0]["detector"] = {"name": "robust_zscore"}
     cluster.apply(policy("checkout", spec))
     wait_until(lambda: status_of(cluster, "checkout").get("phase") == "Healthy", timeout=20,
                message="detectors not warm after back-filling 10 minutes of history")
