@@ -8,21 +8,23 @@ import sys
 from pathlib import Path
 
 
-def _lab_processes() -> set[tuple[int, str]]:
-    """Live processes that the lab starts: Prometheus on a throwaway dir, and the operator."""
-    found = set()
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+def _processes_in(folder: Path) -> list[str]:
+    """Command lines of live processes whose working directory is `folder`.
+
+    The demo runs in `folder`, so Prometheus and the operator it starts inherit it; processes
+    of other tests on the same machine do not.
+    """
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if Path(proc / "cwd").resolve() == folder.resolve():
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
         except OSError:
             continue
-        if "homeostat-prometheus-" in text or "homeostat run --dev" in text:
-            found.add((int(cmdline.parent.name), text))
     return found
 
 
 def test_demo_detects_the_fault_and_leaves_no_process_behind(tmp_path: Path) -> None:
-    before = _lab_processes()
     done = subprocess.run(
         [sys.executable, "-m", "homeostat", "demo", "--history", "900", "--warmup", "6", "--fault", "16",
          "--recovery", "14", "--keep", str(tmp_path)],
@@ -33,7 +35,7 @@ def test_demo_detects_the_fault_and_leaves_no_process_behind(tmp_path: Path) -> 
     assert "FAULT: checkout latency x4" in out
     assert "Anomalous" in out and "AnomalyConfirmed" in out and "AnomalyCleared" in out
     assert "done; no process left behind" in out
-    assert _lab_processes() - before == set(), "the demo left Prometheus or the operator running"
+    assert _processes_in(tmp_path) == [], "the demo left Prometheus or the operator running"
     log = (tmp_path / "operator.log").read_text()
     assert "Operator is stopping" in log
 
