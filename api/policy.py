@@ -221,7 +221,10 @@ class PolicySpec(WireModel):
     target: TargetRef
     prometheus: PrometheusSpec = Field(default_factory=PrometheusSpec)
     interval: Duration = Field(default="30s", description="How often the signals are evaluated.")
-    lookback: Duration = Field(default="1h", description="History back-filled on start to warm the detectors.")
+    lookback: Duration = Field(
+        default="3h",
+        description="History back-filled on start to warm the detectors (the default detector needs 288 points).",
+    )
     evaluation_delay: Duration = Field(
         default="10s",
         description="Evaluate this far behind now, so an incomplete newest scrape is not taken for a drop.",

@@ -8,6 +8,7 @@ deleted. This is the only module that knows Kopf's decorators.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from typing import Any
 
@@ -15,6 +16,7 @@ import kopf
 
 from homeostat.api.base import GROUP, VERSION
 from homeostat.operator.loop import Dependencies, PolicyRef, run_policy
+from homeostat.operator.prometheus import POOL_SIZE
 
 PLURAL = "anomalypolicies"
 
@@ -30,7 +32,7 @@ def register_handlers(*, registry: kopf.OperatorRegistry, deps: Dependencies, in
         return kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Keep Kopf's bookkeeping in annotations: our status has a strict schema that would
         # prune Kopf's own `status.kopf` fields on a real API server.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -38,6 +40,11 @@ def register_handlers(*, registry: kopf.OperatorRegistry, deps: Dependencies, in
         settings.posting.level = logging.WARNING  # only warnings of handlers become Events
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
+        # Blocking calls (Prometheus queries, the kubernetes client) run in worker threads; the
+        # default pool has cpu+4 threads, which slow queries fill and every policy then waits.
+        asyncio.get_running_loop().set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="homeostat-io")
+        )
 
     @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
     def spec_changed(memo: kopf.Memo, **_: Any) -> None:

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
@@ -26,7 +26,7 @@ from homeostat.operator.kube import KubeApi
 from homeostat.operator.metrics import OperatorMetrics
 from homeostat.operator.monitor import CycleResult, PolicyMonitor
 from homeostat.operator.policy_status import cycle_status, invalid_status
-from homeostat.operator.prometheus import PrometheusSource
+from homeostat.operator.prometheus import PrometheusSource, SourcePool
 from homeostat.operator.remediation import Feedback, observations
 from homeostat.operator.settings import OperatorSettings
 from homeostat.operator.validation import InvalidSpec, SpecProblem, validate_spec
@@ -48,7 +48,7 @@ class Dependencies:
     settings: OperatorSettings
     metrics: OperatorMetrics
     kube: KubeApi
-    make_source: Callable[..., PrometheusSource] = PrometheusSource
+    sources: SourcePool = field(default_factory=SourcePool)
     remediation: Remediator | None = None  # None: detect and report only (no Incidents, no actions)
 
 
@@ -112,7 +112,7 @@ async def _resolve_source(
                 f"Secret {secret_ref.name!r} with key {secret_ref.key!r} not found in namespace "
                 f"{ref.namespace!r}; create it or fix the reference",
             )])
-    source: PrometheusSource = deps.make_source(url=url, timeout=parse_duration(spec.prometheus.timeout),
+    source: PrometheusSource = deps.sources.get(url=url, timeout=parse_duration(spec.prometheus.timeout),
                                                 bearer_token=token)
     return source
 
@@ -196,8 +196,7 @@ async def run_policy(
 
 
 def _retire(monitor: PolicyMonitor, deps: Dependencies) -> None:
-    """Free what a monitor holds outside itself: its HTTP session and its metric series."""
-    monitor.source.close()
+    """Free what a monitor holds outside itself: its metric series (sources are shared)."""
     deps.metrics.forget_policy(namespace=monitor.namespace, policy=monitor.name,
                                signals=[s.name for s in monitor.spec.signals])
 

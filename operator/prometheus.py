@@ -10,7 +10,7 @@ runs them in a worker thread so the event loop keeps serving other policies.
 from __future__ import annotations
 
 import math
-import time
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +19,11 @@ from typing import Any
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
+from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+POOL_SIZE = 32
+"""Connections kept per Prometheus server: the operator's I/O worker threads (operator/command.py)."""
 
 
 class QueryError(Exception):
@@ -71,6 +75,9 @@ class PrometheusSource:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._client = PrometheusConnect(url=self.url, headers=headers, retry=retry, timeout=timeout)
+        # The client mounts an adapter that keeps 10 connections; one source serves every
+        # policy on this Prometheus from a pool of worker threads, so keep as many as workers.
+        self._client._session.mount(self.url, HTTPAdapter(max_retries=retry, pool_maxsize=POOL_SIZE))
 
     def close(self) -> None:
         self._client.close()
@@ -103,7 +110,6 @@ class PrometheusSource:
         ]
 
     def _call(self, request: Any) -> list[dict[str, Any]]:
-        started = time.monotonic()
         try:
             result = request()
         except PrometheusApiClientException as exc:
@@ -119,13 +125,35 @@ class PrometheusSource:
             raise PrometheusUnavailable(f"Prometheus at {self.url} is unreachable: {type(exc).__name__}") from exc
         except (ValueError, KeyError) as exc:
             raise PrometheusUnavailable(f"Prometheus at {self.url} gave an unreadable answer") from exc
-        finally:
-            self.last_duration = time.monotonic() - started
         if not isinstance(result, list):
             raise PrometheusUnavailable(f"Prometheus at {self.url} gave an unreadable answer")
         return result
 
-    last_duration: float = 0.0
+
+class SourcePool:
+    """One `PrometheusSource` per (URL, timeout, token), shared by every policy that uses it.
+
+    A source per policy meant a keep-alive connection per policy: at 1,000 policies that is
+    over Prometheus' default limit of 512 connections, and the operator stalled (bench/scale.py).
+    """
+
+    def __init__(self) -> None:
+        self._sources: dict[tuple[str, float, str | None], PrometheusSource] = {}
+        self._lock = threading.Lock()
+
+    def get(self, *, url: str, timeout: float, bearer_token: str | None = None) -> PrometheusSource:
+        key = (url.rstrip("/"), timeout, bearer_token)
+        with self._lock:
+            source = self._sources.get(key)
+            if source is None:
+                source = self._sources[key] = PrometheusSource(url=url, timeout=timeout, bearer_token=bearer_token)
+            return source
+
+    def close(self) -> None:
+        with self._lock:
+            for source in self._sources.values():
+                source.close()
+            self._sources.clear()
 
 
 def _error_message(text: str) -> str:
