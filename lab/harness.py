@@ -113,3 +113,26 @@ def load_example(name: str) -> dict[str, Any]:
     root = Path(__file__).resolve().parent.parent
     loaded: dict[str, Any] = yaml.safe_load((root / "examples" / name).read_text())
     return loaded
+
+
+LAB_PODS = ("a", "b", "c")
+"""The pods of the gauge `lab_latency_seconds` that the end-to-end tests drive."""
+
+
+def noise(level: float, step: int, pod_index: int) -> float:
+    """A deterministic wobble of +-6 % around `level`, different for each pod."""
+    return level * (1 + 0.02 * ((step * (pod_index + 3)) % 7 - 3))
+
+
+def noise_history(
+    target: str, *, seconds: int = 900, level: float = 0.1
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]]:
+    """`seconds` of healthy `lab_latency_seconds` per pod, up to 5 s ago, for `import_history`,
+    labelled as the scrape of `target` so live data continues the same series."""
+    now = time.time()
+    return {
+        ("lab_latency_seconds", (("instance", target), ("job", "lab"), ("pod", pod))): [
+            (now - seconds + step, noise(level, step, index)) for step in range(0, seconds - 5)
+        ]
+        for index, pod in enumerate(LAB_PODS)
+    }

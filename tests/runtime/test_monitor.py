@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from homeostat.lab.exporter import Exporter
-from homeostat.lab.harness import deployment, policy, wait_until
+from homeostat.lab.harness import LAB_PODS, deployment, noise, noise_history, policy, wait_until
 from homeostat.lab.prometheus import PrometheusServer, free_port
 
 API = "homeostat.dev/v1alpha1"
@@ -48,12 +48,9 @@ def simple_spec(query: str, **overrides: Any) -> dict[str, Any]:
     return spec
 
 
-PODS = ("a", "b", "c")
+PODS = LAB_PODS
 
 
-def noise(level: float, step: int, pod_index: int) -> float:
-    """A deterministic wobble of +-6 % around `level`, different for each pod."""
-    return level * (1 + 0.02 * ((step * (pod_index + 3)) % 7 - 3))
 
 
 @pytest.fixture
@@ -61,13 +58,7 @@ def prometheus(exporter: Exporter) -> Iterator[PrometheusServer]:
     """A real Prometheus scraping `exporter`, with 15 minutes of the healthy noise as history,
     so detectors are warm from their back-fill as they would be in a long-running cluster."""
     server = PrometheusServer(scrape_interval=0.5, targets=[exporter.target])
-    now = time.time()
-    server.import_history({
-        ("lab_latency_seconds", (("instance", exporter.target), ("job", "lab"), ("pod", pod))): [
-            (now - 900 + step, noise(0.1, step, index)) for step in range(0, 895)
-        ]
-        for index, pod in enumerate(PODS)
-    })
+    server.import_history(noise_history(exporter.target))
     with server:
         yield server
 
