@@ -280,8 +280,10 @@ def test_suspend_stops_acting_until_lifted(scene: Scene) -> None:
     # Lifting it rebuilds the monitor (a spec change); the Incident in the API carries on.
     spec["playbook"]["suspend"] = False
     scene.cluster.apply(policy("checkout", spec))
-    wait_until(lambda: scene.status().get("actions"), timeout=30, message="no action after suspend was lifted")
-    assert len(scene.incidents()) == 1 and scene.status()["actions"][0]["state"] == "Succeeded"
+    # The record is written as Intended before the write and Succeeded after it: wait for the end.
+    wait_until(lambda: [r["state"] for r in scene.status().get("actions", [])] == ["Succeeded"], timeout=30,
+               message="no successful action after suspend was lifted")
+    assert len(scene.incidents()) == 1
 
 
 def test_a_paused_workload_is_never_touched(scene: Scene) -> None:
@@ -376,9 +378,11 @@ def test_a_recurrence_reopens_with_the_next_step_and_scale_out_is_undone_when_qu
     resolved = scene.wait_phase("Resolved")
     assert resolved["status"]["reopened"] == 1 and len(scene.incidents()) == 1
     wait_until(lambda: scene.deployment()["spec"]["replicas"] == 2, timeout=30, message="no scale-back")
-    records = scene.status()["actions"]
-    assert [(r["action"], r["purpose"], r["state"]) for r in records] == [
-        ("restart", "Step", "Succeeded"), ("scale-out", "Step", "Succeeded"), ("scale-out", "ScaleBack", "Succeeded")]
+    # The scale-back is recorded Succeeded just after its write lands: wait for the record too.
+    expected = [("restart", "Step", "Succeeded"), ("scale-out", "Step", "Succeeded"),
+                ("scale-out", "ScaleBack", "Succeeded")]
+    wait_until(lambda: [(r["action"], r["purpose"], r["state"]) for r in scene.status()["actions"]] == expected,
+               timeout=10, message=f"records: {scene.status()['actions']}")
     assert "Reopened" in [e["event"] for e in scene.status()["timeline"]]
 
 
