@@ -3,16 +3,31 @@
 Builds the settings, metrics and API client once, registers the handlers with them, and
 hands control to Kopf. `--dev` talks to the cluster of a local kubeconfig (or the lab's
 emulator) and runs standalone, without Kopf's peering objects.
+
+Several replicas: `--leader-election` (the default in a cluster) runs a Lease elector beside
+Kopf; every replica watches, only the Lease's holder evaluates and acts, and the Lease is
+released after Kopf has stopped every policy's daemon. Large clusters: `--shard-index I
+--shard-count N` runs only the policies of shard I, with its own Lease. See docs/ha.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+from collections.abc import Coroutine
 from typing import Any
 
+from homeostat.operator.leadership import (
+    DEFAULT_LEASE_NAME,
+    DEFAULT_LEASE_NAMESPACE,
+    LEASE_DURATION,
+    RENEW_DEADLINE,
+    RETRY_PERIOD,
+    default_namespace,
+)
 from homeostat.operator.settings import OperatorSettings
 
 
@@ -31,8 +46,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="operator-wide cap on incidents being remediated at once (blast radius)")
     parser.add_argument("--metrics-port", type=int, default=9464, help="port of /metrics (0: off)")
     parser.add_argument("--liveness-port", type=int, default=8080, help="port of /healthz (0: off)")
-    parser.add_argument("--standalone", action="store_true", help="no Kopf peering (a single replica)")
-    parser.add_argument("--peering", default=None, help="Kopf peering name (several replicas, one active)")
+    parser.add_argument("--standalone", action="store_true",
+                        help="no Kopf peering (the default; several replicas use --leader-election)")
+    parser.add_argument("--peering", default=None,
+                        help="Kopf peering name (not leader election: see docs/ha.md before using it)")
+    ha = parser.add_argument_group("high availability and sharding (docs/ha.md)")
+    ha.add_argument("--leader-election", action=argparse.BooleanOptionalAction, default=None,
+                    help="only the holder of a coordination.k8s.io Lease acts; the other replicas stand by "
+                         "(default: on in a cluster, off with --dev or --kubeconfig)")
+    ha.add_argument("--lease-name", default=DEFAULT_LEASE_NAME,
+                    help="the Lease's name; with several shards, NAME-shard-I (default: %(default)s)")
+    ha.add_argument("--lease-namespace", default=None,
+                    help=f"the Lease's namespace (default: $POD_NAMESPACE, else {DEFAULT_LEASE_NAMESPACE})")
+    ha.add_argument("--lease-duration", type=float, default=LEASE_DURATION, metavar="SECONDS",
+                    help="how long a standby waits after the last renewal it saw (default: %(default)g)")
+    ha.add_argument("--renew-deadline", type=float, default=RENEW_DEADLINE, metavar="SECONDS",
+                    help="the leader stops acting when it could not renew for this long (default: %(default)g)")
+    ha.add_argument("--retry-period", type=float, default=RETRY_PERIOD, metavar="SECONDS",
+                    help="how often to try to acquire or renew the Lease (default: %(default)g)")
+    ha.add_argument("--shard-index", type=int, default=0, metavar="I",
+                    help="run only the policies of shard I (0-based; default: %(default)s)")
+    ha.add_argument("--shard-count", type=int, default=1, metavar="N",
+                    help="the number of shards; a policy is in shard sha256(namespace/name) mod N (default: 1)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -41,12 +76,25 @@ def run(args: argparse.Namespace) -> int:
 
     from homeostat.operator.handlers import register_handlers
     from homeostat.operator.kube import KubeApi, load_api_client
+    from homeostat.operator.leadership import KubeLeaseApi, LeaderElector, LeaseConfig, default_identity
     from homeostat.operator.loop import Dependencies
     from homeostat.operator.metrics import OperatorMetrics
+    from homeostat.operator.sharding import Shard
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     out_of_cluster = args.dev or args.kubeconfig is not None
+    try:
+        shard = Shard(index=args.shard_index, count=args.shard_count)
+        lease = LeaseConfig(
+            name=shard.lease_name(args.lease_name), namespace=args.lease_namespace or default_namespace(),
+            identity=default_identity(), lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
+        )
+    except ValueError as exc:
+        logging.getLogger(__name__).error("%s", exc)
+        return 2
+    leader_election = (not out_of_cluster) if args.leader_election is None else args.leader_election
     settings = OperatorSettings(
         prometheus_url=args.prometheus_url,
         namespaces=tuple(args.namespace),
@@ -54,31 +102,61 @@ def run(args: argparse.Namespace) -> int:
         max_concurrent_remediations=args.max_concurrent_remediations,
         metrics_port=args.metrics_port,
         liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
+        leader_election=leader_election,
+        lease=lease if leader_election else None,
+        shard=shard,
     )
     api_client = load_api_client(kubeconfig=args.kubeconfig or os.environ.get("KUBECONFIG") if out_of_cluster
                                  else None, in_cluster=not out_of_cluster)
+    # Which replica made a request, in audit logs (and the tests' request log): `homeostat/0.1.0 (pod)`.
+    api_client.user_agent = f"{api_client.user_agent} ({lease.identity})"
     metrics = OperatorMetrics()
     if settings.metrics_port:
         metrics.serve(host=settings.metrics_host, port=settings.metrics_port)
+    elector = (LeaderElector(api=KubeLeaseApi(api_client), config=settings.lease, metrics=metrics)
+               if settings.lease is not None else None)
+    leadership = elector.is_leader if elector is not None else None
     registry = kopf.OperatorRegistry()
     deps = Dependencies(settings=settings, metrics=metrics, kube=KubeApi(api_client),
-                        remediation=build_remediator(api_client, settings=settings, metrics=metrics))
-    register_handlers(registry=registry, deps=deps, in_cluster=not out_of_cluster)
+                        remediation=build_remediator(api_client, settings=settings, metrics=metrics,
+                                                     leadership=leadership),
+                        leadership=leadership)
+    register_handlers(registry=registry, deps=deps, in_cluster=not out_of_cluster, shard=shard)
     if out_of_cluster and args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # Kopf's own login reads it
-    asyncio.run(kopf.operator(
+    if shard.sharded:
+        logging.getLogger(__name__).info("running the policies of %s (sha256(namespace/name) mod %d)",
+                                         shard, shard.count)
+    asyncio.run(_operate(kopf.operator(
         registry=registry,
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),
         standalone=args.standalone or args.dev or args.peering is None,
         peering_name=args.peering,
         liveness_endpoint=settings.liveness_endpoint,
-    ))
+    ), elector=elector))
     return 0
 
 
-def build_remediator(api_client: Any, *, settings: OperatorSettings, metrics: Any) -> Any:
-    """The incident runner's dependencies: the Incident store, the actions, the operator-wide slots."""
+async def _operate(operator: Coroutine[Any, Any, None], *, elector: Any) -> None:
+    """Kopf, with the Lease elector beside it; the Lease is released only once Kopf has stopped
+    (every policy's daemon is cancelled by then), so no two replicas ever act at once."""
+    # Started before Kopf, so that Kopf's shutdown does not count it among its own tasks to cancel.
+    election = asyncio.create_task(elector.run(), name="leader-election") if elector is not None else None
+    try:
+        await operator
+    finally:
+        if election is not None:
+            election.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await election
+
+
+def build_remediator(api_client: Any, *, settings: OperatorSettings, metrics: Any, leadership: Any = None) -> Any:
+    """The incident runner's dependencies: the Incident store, the actions, the operator-wide slots.
+
+    With leader election every action is fenced: it does not start unless leadership is held now
+    (its intent is recorded already; the next leader resumes it by its key)."""
     from homeostat.api.incident import IncidentPhase
     from homeostat.playbooks.actions import ACTIONS, notify, scale_out
     from homeostat.playbooks.base import ActionContext, ActionResult
@@ -90,9 +168,18 @@ def build_remediator(api_client: Any, *, settings: OperatorSettings, metrics: An
     async def escalation_notice(ctx: ActionContext) -> ActionResult:
         return await notify.send(ctx, phase=IncidentPhase.ESCALATED)
 
+    actions: Any = ACTIONS
+    scale_back: Any = scale_out.scale_back
+    notice: Any = escalation_notice
+    if leadership is not None:
+        from homeostat.operator.leadership import fenced
+
+        actions = {name: fenced(leadership, action) for name, action in ACTIONS.items()}
+        scale_back = fenced(leadership, scale_back)
+        notice = fenced(leadership, escalation_notice)
     return Remediator(
-        store=IncidentStore(api_client), actions=ACTIONS, scale_back=scale_out.scale_back,
-        escalation_notice=escalation_notice, workload_api=WorkloadApi(api_client),
+        store=IncidentStore(api_client), actions=actions, scale_back=scale_back,
+        escalation_notice=notice, workload_api=WorkloadApi(api_client),
         slots=RemediationSlots(settings.max_concurrent_remediations), metrics=metrics,
         operator_dry_run=settings.dry_run,
     )

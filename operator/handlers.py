@@ -3,6 +3,14 @@
 One daemon per AnomalyPolicy runs its monitor; an update handler wakes it when the spec
 changes so the new spec takes effect at once; Kopf cancels the daemon when the policy is
 deleted. This is the only module that knows Kopf's decorators.
+
+With sharding, the daemon of another shard's policy only waits to be stopped: Kopf still
+watches every policy, but only its own shard's are monitored. The idle daemon is on purpose.
+Every instance shares Kopf's one finalizer name, and Kopf removes that finalizer from an object
+for which it has no running daemon (a `when=` filter excluding it, or a daemon that returned),
+so with a filter the other shards would remove the finalizer that the owner's Kopf adds, forever.
+Leader election is not Kopf's business either: every replica runs the daemons, which wait in
+`run_policy` until they lead.
 """
 
 from __future__ import annotations
@@ -17,12 +25,16 @@ import kopf
 from homeostat.api.base import GROUP, VERSION
 from homeostat.operator.loop import Dependencies, PolicyRef, run_policy
 from homeostat.operator.prometheus import POOL_SIZE
+from homeostat.operator.sharding import Shard
 
 PLURAL = "anomalypolicies"
 
 
-def register_handlers(*, registry: kopf.OperatorRegistry, deps: Dependencies, in_cluster: bool) -> None:
+def register_handlers(
+    *, registry: kopf.OperatorRegistry, deps: Dependencies, in_cluster: bool, shard: Shard | None = None
+) -> None:
     """Register the policy handlers on `registry`, closing over explicit dependencies."""
+    shard = shard or Shard()
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -54,9 +66,14 @@ def register_handlers(*, registry: kopf.OperatorRegistry, deps: Dependencies, in
 
     @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, cancellation_timeout=10.0, cancellation_backoff=0)
     async def monitor_policy(
-        name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+        name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any
     ) -> None:
         assert namespace is not None, "AnomalyPolicy is a namespaced resource"
+        if not shard.owns(namespace=namespace, name=name):
+            # Another shard's policy, for good (its shard depends only on its namespace and name).
+            # Idle rather than returning, which would make Kopf remove the shared finalizer.
+            await stopped.wait()
+            return
         wakeup = asyncio.Event()
         memo["wakeup"] = wakeup
 

@@ -5,6 +5,12 @@ input: an invalid spec, a rejected query, a missing target or an unreachable Pro
 become a condition and a Warning Event, and the loop goes on (other policies are unaffected).
 A changed spec rebuilds the monitor from scratch; cancellation (policy deleted, operator
 stopping) frees its state.
+
+With leader election (`deps.leadership`), a standby replica runs the loop but waits before each
+cycle until it leads: it evaluates nothing, writes no status and takes no action. A leader that
+loses its Lease drops its monitor (the next leader back-fills its own) and waits again; a cycle
+under way when leadership lapses writes nothing more, and an action about to start is not
+started (`leadership.fenced`): its intent is on the Incident, and the next leader resumes it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from homeostat.api.durations import parse_duration
 from homeostat.api.policy import PolicySpec
 from homeostat.api.status import PolicyStatus
 from homeostat.operator.kube import KubeApi
+from homeostat.operator.leadership import Leadership, LeadershipLost
 from homeostat.operator.metrics import OperatorMetrics
 from homeostat.operator.monitor import CycleResult, PolicyMonitor
 from homeostat.operator.policy_status import cycle_status, invalid_status
@@ -50,6 +57,12 @@ class Dependencies:
     kube: KubeApi
     sources: SourcePool = field(default_factory=SourcePool)
     remediation: Remediator | None = None  # None: detect and report only (no Incidents, no actions)
+    leadership: Leadership | None = None  # None: no leader election, always act
+
+
+def leading(deps: Dependencies) -> bool:
+    """Whether this replica may write and act now (always, without leader election)."""
+    return deps.leadership is None or deps.leadership.is_set()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +96,8 @@ class _Reporter:
                 self.emit(type="Normal", reason=normal_reason, message=message)
 
     async def write(self, status: PolicyStatus) -> None:
+        if not leading(self.deps):
+            raise LeadershipLost("not leading: the status is not written")
         self.status = status
         body = status.model_dump(mode="json", by_alias=True)  # keep nulls: they clear old values
         try:
@@ -154,6 +169,15 @@ async def run_policy(
     fingerprint: str | None = None
     try:
         while True:
+            if not leading(deps):
+                if monitor is not None:  # a standby keeps no state: the next leader back-fills its own
+                    _retire(monitor, deps)
+                    monitor, feedback, fingerprint = None, None, None
+                if deps.remediation is not None:
+                    deps.remediation.slots.release_prefix(f"{ref.namespace}/{ref.name}/")
+                assert deps.leadership is not None
+                await deps.leadership.wait()
+                reporter = _Reporter(ref=ref, deps=deps, emit=emit)  # warnings said afresh by the new leader
             raw, generation = read_spec()
             if _fingerprint(raw) != fingerprint:
                 fingerprint = _fingerprint(raw)
@@ -164,10 +188,15 @@ async def run_policy(
                     spec = validate_spec(raw)
                     source = await _resolve_source(spec=spec, ref=ref, deps=deps)
                 except InvalidSpec as exc:
-                    await reporter.write(invalid_status(reporter.status, exc.problems, generation=generation))
+                    try:
+                        await reporter.write(invalid_status(reporter.status, exc.problems, generation=generation))
+                    except LeadershipLost:
+                        fingerprint = None
+                        continue
                     reporter.warn_once("InvalidSpec", str(exc))
                     deps.metrics.evaluations.labels(ref.namespace, ref.name, "invalid").inc()
-                    await wait_for_change(None)
+                    await _wait_for_change_while_leading(wait_for_change, deps)
+                    fingerprint = None if not leading(deps) else fingerprint
                     continue
                 reporter.clear("InvalidSpec", normal_reason="SpecAccepted", message="the spec is valid again")
                 monitor = PolicyMonitor(
@@ -182,8 +211,12 @@ async def run_policy(
             assert monitor is not None
             interval = max(monitor.spec.interval_seconds, deps.settings.status_interval_floor)
             deps.metrics.evaluation_lag.labels(ref.namespace, ref.name).set(max(0.0, time.monotonic() - schedule))
-            await _one_cycle(monitor=monitor, ref=ref, deps=deps, reporter=reporter, generation=generation,
-                             feedback=feedback)
+            try:
+                await _one_cycle(monitor=monitor, ref=ref, deps=deps, reporter=reporter, generation=generation,
+                                 feedback=feedback)
+            except LeadershipLost as exc:
+                logger.info("%s/%s: cycle dropped: %s", ref.namespace, ref.name, exc)
+                continue
             schedule += interval
             if schedule < time.monotonic():  # fell behind (slow Prometheus): do not burst to catch up
                 schedule = time.monotonic()
@@ -193,6 +226,18 @@ async def run_policy(
             _retire(monitor, deps)
         if deps.remediation is not None:
             deps.remediation.slots.release_prefix(f"{ref.namespace}/{ref.name}/")
+
+
+async def _wait_for_change_while_leading(
+    wait_for_change: Callable[[float | None], Awaitable[bool]], deps: Dependencies
+) -> None:
+    """Wait for a spec change, or until leadership is lost (checked every second)."""
+    if deps.leadership is None:
+        await wait_for_change(None)
+        return
+    while leading(deps):
+        if await wait_for_change(1.0):
+            return
 
 
 def _retire(monitor: PolicyMonitor, deps: Dependencies) -> None:
@@ -216,6 +261,8 @@ async def _one_cycle(
         reporter.status, result, generation=generation,
         query_problems=query_problems, target_problem=target_problem,
     )
+    if not leading(deps):  # the evaluation took long and leadership lapsed meanwhile: write nothing
+        raise LeadershipLost("leadership lapsed during the evaluation")
     if deps.remediation is not None:
         status.active_incident = await _remediate(monitor=monitor, ref=ref, deps=deps, reporter=reporter,
                                                   result=result, target=target, feedback=feedback,

@@ -62,6 +62,10 @@ class OperatorMetrics:
             "homeostat_evaluation_lag_seconds", "How late the last cycle started against its schedule.",
             ["namespace", "policy"], registry=r,
         )
+        self.leader = Gauge(
+            "homeostat_leader", "1 while this process holds the leader-election Lease (acts), 0 on standby.",
+            ["lease"], registry=r,
+        )
 
     def forget_policy(self, *, namespace: str, policy: str, signals: list[str]) -> None:
         """Drop a deleted policy's labelled series so the metrics do not grow forever."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from homeostat.operator.leadership import LeaseConfig
+from homeostat.operator.sharding import Shard
+
 
 @dataclass(frozen=True, kw_only=True)
 class OperatorSettings:
@@ -16,5 +19,8 @@ class OperatorSettings:
     metrics_host: str = "0.0.0.0"
     liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
     status_interval_floor: float = 1.0  # never evaluate more often than this, whatever a spec says
-    max_concurrent_remediations: int = 5  # operator-wide blast radius
+    max_concurrent_remediations: int = 5  # operator-wide blast radius (per process: per shard)
+    leader_election: bool = False  # several replicas, one acting: the holder of `lease`
+    lease: LeaseConfig | None = None  # set when leader_election is on
+    shard: Shard = field(default_factory=Shard)  # which policies this instance runs (all by default)
     extra: dict[str, str] = field(default_factory=dict)
