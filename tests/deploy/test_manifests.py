@@ -52,7 +52,7 @@ def test_kustomize_renders_everything(kustomized: list[dict[str, Any]]) -> None:
     kinds = sorted(o["kind"] for o in kustomized)
     assert kinds == sorted([
         "Namespace", "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
-        "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
+        "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Role", "RoleBinding",
         "Deployment", "Service", "PodDisruptionBudget",
     ])
     for obj in kustomized:
@@ -91,7 +91,9 @@ def test_every_manifest_is_valid_against_the_kubernetes_schemas(kustomized: list
 def test_deployment_is_locked_down(kustomized: list[dict[str, Any]]) -> None:
     deployment = one(kustomized, "Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    # Two replicas, one acting (leader election): a rolling update never has both old pods down.
+    assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == one(kustomized, "ServiceAccount")["metadata"]["name"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -120,6 +122,7 @@ def test_deployment_args_and_probes_match_the_operator(kustomized: list[dict[str
     add_arguments(parser)
     args = parser.parse_args(container["args"])  # the image's entrypoint is `homeostat run`
     assert args.all_namespaces and args.standalone and not args.dev and args.kubeconfig is None
+    assert args.leader_election is True, "two replicas without leader election would both act"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": args.metrics_port, "healthz": args.liveness_port} == {"metrics": 9464, "healthz": 8080}
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
@@ -127,6 +130,9 @@ def test_deployment_args_and_probes_match_the_operator(kustomized: list[dict[str
         assert get["path"] == "/healthz" and ports[get["port"]] == 8080, probe
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["HOMEOSTAT_PROMETHEUS_URL"].startswith("http")
+    assert container["env"][0]["name"] == "HOMEOSTAT_PROMETHEUS_URL"  # docs/install.md patches env/0
+    downward = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
+    assert downward["POD_NAME"] == "metadata.name" and downward["POD_NAMESPACE"] == "metadata.namespace"
 
 
 def test_service_and_pdb_select_the_operator_pod(kustomized: list[dict[str, Any]]) -> None:
@@ -139,7 +145,7 @@ def test_service_and_pdb_select_the_operator_pod(kustomized: list[dict[str, Any]
     assert port["port"] == 9464 and port["targetPort"] in {p["name"] for p in container["ports"]}
     pdb = one(kustomized, "PodDisruptionBudget")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    assert pdb["spec"].get("maxUnavailable") == 1, "one replica: minAvailable would block every node drain"
+    assert pdb["spec"].get("maxUnavailable") == 1, "one pod at a time, and minAvailable would block drains at 1"
 
 
 # --- kubectl against the emulated API server ----------------------------------------------------
@@ -151,12 +157,12 @@ def test_kubectl_apply_k_dry_run_then_for_real(root: Path) -> None:
     with EmulatedCluster(pod_ready_delay=0.2) as cluster:
         dry = kubectl(cluster, "apply", "-k", "deploy/", "--dry-run=client", "--validate=false", cwd=root)
         assert dry.returncode == 0, dry.stderr
-        assert dry.stdout.count("(dry run)") == 11
+        assert dry.stdout.count("(dry run)") == 13
         assert cluster.list("apps/v1", "deployments", NAMESPACE) == []
         real = kubectl(cluster, "apply", "-k", "deploy/", "--validate=false", cwd=root)
         assert real.returncode == 0, real.stderr
         wait_until(lambda: (cluster.get("apps/v1", "deployments", NAMESPACE, "homeostat-operator") or {})
-                   .get("status", {}).get("availableReplicas") == 1, timeout=20,
+                   .get("status", {}).get("availableReplicas") == 2, timeout=20,
                    message="the operator Deployment never became available in the emulator")
         crds = {c["metadata"]["name"] for c in cluster.list("apiextensions.k8s.io/v1", "customresourcedefinitions")}
         assert crds == {"anomalypolicies.homeostat.dev", "incidents.homeostat.dev"}
@@ -164,7 +170,7 @@ def test_kubectl_apply_k_dry_run_then_for_real(root: Path) -> None:
         # so a PDB reports "configured" on every apply, against real clusters too.)
         again = kubectl(cluster, "apply", "-k", "deploy/", "--validate=false", cwd=root)
         assert again.returncode == 0 and "created" not in again.stdout, again.stdout + again.stderr
-        assert again.stdout.count("unchanged") >= 10, again.stdout
+        assert again.stdout.count("unchanged") >= 12, again.stdout
 
 
 # --- the examples -------------------------------------------------------------------------------

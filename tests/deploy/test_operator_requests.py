@@ -2,7 +2,8 @@
 it makes, so that test_rbac.py (which runs last) sees each one even when only tests/deploy runs.
 
 Covered here: a Deployment and a StatefulSet target, a bearer-token Secret, status writes,
-Events, Kopf's watches and patches, and a deletion (Kopf's finalizer removal). The operator's
+Events, Kopf's watches and patches, a deletion (Kopf's finalizer removal), and leader election
+(its Lease in the operator's namespace: read, created, renewed). The operator's
 requests must say who they are (`homeostat/` or `kopf/`): that is how test_rbac.py finds them.
 """
 
@@ -51,16 +52,24 @@ def test_the_operator_makes_every_kind_of_call_and_identifies_itself(cluster: An
     cluster.apply(statefulset("ledger"))
     cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "prom-token", "namespace": "shop"},
                    "data": {"token": base64.b64encode(b"s3cret").decode()}})
-    start_operator(None)
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "homeostat-system"}})
+    start_operator(None, extra=["--leader-election", "--retry-period", "1", "--renew-deadline", "5"])
     token = {"url": closed, "timeout": "1s", "bearerTokenSecretRef": {"name": "prom-token", "key": "token"}}
     cluster.apply(policy("web", spec_for("Deployment", "checkout", token)))
     cluster.apply(policy("db", spec_for("StatefulSet", "ledger", {"url": closed, "timeout": "1s"})))
     wait_until(lambda: all(condition(cluster, n, "TargetFound").get("status") == "True" for n in ("web", "db")),
-               timeout=20, message="the policies' targets (a Deployment, a StatefulSet) were never found")
+               timeout=30, message="the policies' targets (a Deployment, a StatefulSet) were never found")
     assert condition(cluster, "web", "SpecValid").get("status") == "True"  # the Secret was read
     cluster.delete(API, "anomalypolicies", "shop", "db")
-    wait_until(lambda: cluster.get(API, "anomalypolicies", "shop", "db") is None, timeout=20,
+    wait_until(lambda: cluster.get(API, "anomalypolicies", "shop", "db") is None, timeout=30,
                message="Kopf never released its finalizer on the deleted policy")
+    # Kopf posts the policies' Events in the background: wait for one to have been created.
+    wait_until(lambda: any(r.verb == "create" and r.path.endswith("/events") and r.status == 201
+                           for r in cluster.requests), timeout=20, message="the operator posted no Event")
+
+    lease = "/apis/coordination.k8s.io/v1/namespaces/homeostat-system/leases"
+    wait_until(lambda: any(r.verb == "update" and r.path == f"{lease}/homeostat" and r.status == 200
+                           for r in cluster.requests), timeout=20, message="the Lease was never renewed")
 
     requests = cluster.requests
     strangers = {r.user_agent for r in requests if not (r.user_agent or "").startswith(OPERATOR_AGENTS)}
@@ -71,5 +80,6 @@ def test_the_operator_makes_every_kind_of_call_and_identifies_itself(cluster: An
     assert ("get", "secrets/prom-token", 200) in seen
     assert ("patch", "anomalypolicies/web/status", 200) in seen
     assert ("create", "events", 201) in seen
+    assert {("get", 404), ("create", 201)} <= {(r.verb, r.status) for r in requests if r.path.startswith(lease)}
     agents = {r.user_agent.split("/")[0] for r in requests if r.user_agent}
     assert agents == {"homeostat", "kopf"}
