@@ -37,6 +37,8 @@ STEP = 300.0
 #: detectors whose 100,000-series run is skipped when they have no vectorised path:
 #: their per-series objects would need gigabytes (River trees, 288-slot Python arrays).
 HEAVY = {"hst", "seasonal", "robust_zscore", "dspot"}
+#: names built from ``Adaptive`` (warmed for a full day before timing)
+ADAPTIVE_NAMES = {"default", "adaptive", "multiscale"}
 
 
 def series(n: int, seed: int = 0) -> np.ndarray:
@@ -142,13 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         rate1, det = single_series_rate(name, xs, warm)
         state_bytes = len(json.dumps(det.export_state()))
         mem_single = deep_size(det)
-        r1k, kind, mem_b = batch_rate(name, 1_000, 300 if name in ("default", "adaptive") else 30, 20 if quick else 50)
+        r1k, kind, mem_b = batch_rate(name, 1_000, 300 if name in ADAPTIVE_NAMES else 30, 20 if quick else 50)
         if name in HEAVY and not isinstance(create_batch(name, 1), BatchAdaptive):
             r100k_s = "skipped"
         else:
             big = 100_000 if not quick else 20_000
             steps = 10 if quick else 30
-            warm_steps = 300 if name in ("default", "adaptive") else 3
+            warm_steps = 300 if name in ADAPTIVE_NAMES else 3
             r100k, kind, mem_b = batch_rate(name, big, warm_steps, steps)
             r100k_s = f"{r100k:,.0f}"
         mem = mem_b if mem_b > 0 else mem_single

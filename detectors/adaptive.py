@@ -1,4 +1,4 @@
-"""Adaptive forecast-residual detector: record-relative score, normal band (the NAB-selected default).
+"""Adaptive forecast-residual detector: record-relative score, normal band, optional drift channel.
 
 Idea
 ----
@@ -34,6 +34,16 @@ units, so a drifting error scale does not shrink or inflate it; never below
 
 A score above 0.5 implies an alarm (the normal record never exceeds the full one); an
 alarm may continue with a low score while an excursion lasts.
+
+Multi-scale evidence (``drift_alpha`` > 0; the registry's ``multiscale``, the default): a
+second, slow channel watches the exponentially weighted mean of the standardised residual
+(each point clipped at ``record_floor`` mean absolute errors, so a spike moves it little;
+span about ``2 / drift_alpha`` points), with its own decaying record (same half-life, floor
+``drift_floor``). A moderate sustained shift or drift that never leaves the band point by
+point still drives this mean to a record. Its score uses the same margin as the point's and
+the higher of the two channels is the score, but a drift alone never lifts the score above
+0.5: it is ranking evidence (for NAB, for sorting series), not an alarm, so ``alarm`` and
+the band are exactly those of ``adaptive`` and the operator's behaviour does not change.
 
 ``Verdict.pvalue`` comes from a peaks-over-threshold model of ``e``: its 95 % quantile is
 tracked online and the excesses get a generalised Pareto law fitted by moments (four
@@ -77,6 +87,10 @@ spike_len
     Excursions of at most this many points are noise: once the series is back in its band
     they go on the band's record. Two: one point fewer than the usual confirmation (k = 3),
     so what the operator could confirm is never learned as normal.
+drift_alpha, drift_floor
+    Smoothing of the drift channel (0 disables it: the plain ``adaptive``; ``multiscale``
+    uses 0.02, a span of ~100 points, about 8 hours at five-minute points) and the floor of
+    its record in mean absolute errors.
 
 References
 ----------
@@ -102,6 +116,20 @@ False
 False
 >>> [det.update_one(300.0 * (600 + k), 180.0).alarm for k in range(4)]  # a sustained shift
 [True, True, True, True]
+
+With the drift channel, a shift of about two mean absolute errors that no single point gives
+away (the seasonal forecast does not follow it) still breaks the drift's record; it ranks
+higher than the plain detector's score, and it is not an alarm:
+
+>>> import random
+>>> rng = random.Random(1)
+>>> day = [100.0 + 20.0 * math.sin(2 * math.pi * i / 288) + rng.gauss(0.0, 2.0) for i in range(1440)]
+>>> plain, ms = Adaptive(direction="up"), Adaptive(direction="up", drift_alpha=DRIFT_ALPHA)
+>>> for i, x in enumerate(day):
+...     a = plain.update_one(300.0 * i, x + (3.0 if i >= 1152 else 0.0))
+...     b = ms.update_one(300.0 * i, x + (3.0 if i >= 1152 else 0.0))
+>>> b.score > a.score, b.alarm
+(True, False)
 """
 
 from __future__ import annotations
@@ -113,7 +141,7 @@ from typing import Any, ClassVar
 from ._codec import finite_or_none, none_or_float
 from .base import BaseDetector, Direction, Verdict, learning_verdict, ratio_to_score
 
-__all__ = ["EXCURSION_ALPHA", "THRESHOLDS", "Adaptive"]
+__all__ = ["DRIFT_ALPHA", "EXCURSION_ALPHA", "THRESHOLDS", "VARIANTS", "Adaptive"]
 
 #: Margin (ratio to the running record) above which the detector alarms, per sensitivity.
 THRESHOLDS: dict[str, float] = {"low": 1.5, "medium": 1.09, "high": 0.9}
@@ -125,6 +153,11 @@ TAIL_LEVEL, TAIL_STEP, TAIL_RATE_ALPHA, TAIL_MOMENT_ALPHA = 0.05, 0.02, 0.002, 0
 #: towards the recent ones (the newest weighs at least this much), so a noise point that
 #: happened to open the run hardly moves it.
 EXCURSION_ALPHA = 0.2
+#: Smoothing of the drift channel of ``multiscale`` (span ~100 points).
+DRIFT_ALPHA = 0.02
+#: Registered names built from this class and their parameters (the registry and
+#: ``batch.create_batch`` both read this).
+VARIANTS: dict[str, dict[str, float]] = {"adaptive": {}, "multiscale": {"drift_alpha": DRIFT_ALPHA}}
 
 
 def tail_pvalue(e: float, u: float, rate: float, m1: float, m2: float) -> float:
@@ -154,7 +187,7 @@ class Adaptive(BaseDetector):
     """Forecast-residual detector with record-relative scoring (see the module docstring)."""
 
     kind: ClassVar[str] = "adaptive"
-    state_version: ClassVar[int] = 2  # 2: band record and excursion replace the level's outlier run
+    state_version: ClassVar[int] = 3  # 2: band record and excursion; 3: drift channel
 
     def __init__(
         self,
@@ -172,6 +205,8 @@ class Adaptive(BaseDetector):
         min_history: int = 288,
         shift_after: int = 30,
         spike_len: int = 2,
+        drift_alpha: float = 0.0,
+        drift_floor: float = 1.0,
     ) -> None:
         super().__init__(direction, sensitivity)
         self.bins = int(bins)
@@ -185,6 +220,8 @@ class Adaptive(BaseDetector):
         self.min_history = int(min_history)
         self.shift_after = int(shift_after)
         self.spike_len = int(spike_len)
+        self.drift_alpha = float(drift_alpha)
+        self.drift_floor = float(drift_floor)
         self._reset()
 
     def _reset(self) -> None:
@@ -196,6 +233,10 @@ class Adaptive(BaseDetector):
         self.record = 0.0  # decaying maximum residual of every point (sets the score)
         self.band_record = 0.0  # the same, of normal points only (sets the band and the alarm)
         self.last_t = math.nan  # time of the last learned point (for the record's decay)
+        # drift channel: EW mean of the clipped standardised residual (signed) and the decaying
+        # record of its value in the watched direction (in mean absolute errors)
+        self.drift = 0.0
+        self.drift_record = 0.0
         # peaks-over-threshold model of the residual, for calibrated tail probabilities
         self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2 = 2.0, TAIL_LEVEL, 1.0, 2.0
         # the current excursion: signed length (+ above the band, - below), largest residual
@@ -233,12 +274,20 @@ class Adaptive(BaseDetector):
         return f, max(s, floor), name
 
     def _deviation(self, x: float, f: float, s: float) -> float:
-        d = (x - f) / s
+        return self._directional((x - f) / s)
+
+    def _directional(self, d: float) -> float:
         if self.direction is Direction.UP:
             return d
         if self.direction is Direction.DOWN:
             return -d
         return abs(d)
+
+    def _drift_next(self, x: float, f: float, s: float) -> float:
+        """The drift channel's mean after a point ``x`` with forecast ``f`` and scale ``s`` (signed)."""
+        c = self.record_floor
+        d = max(-c, min(c, (x - f) / s))
+        return self.drift + self.drift_alpha * (d - self.drift)
 
     # -- the estimator ---------------------------------------------------------------------
     def _score(self, t: float, x: float) -> Verdict:
@@ -255,8 +304,18 @@ class Adaptive(BaseDetector):
         alarm = e > thr * band
         half = thr * band * s
         side = "upper" if x >= f else "lower"
+        score = ratio_to_score(r)
+        drift, drift_record, drift_r = 0.0, 0.0, 0.0
+        if self.drift_alpha > 0.0:
+            drift = self._directional(self._drift_next(x, f, s))
+            drift_record = max(self.drift_record, self.drift_floor)
+            drift_r = drift / (drift_record * thr)
+            drift_score = ratio_to_score(drift_r)
+            score = max(score, drift_score if alarm else min(drift_score, 0.5))
         if r > 1.0:
             reason = f"{name} residual {e:.1f} MAE breaks record {record:.1f} x{thr:.2f} ({side})"
+        elif drift_r > 1.0:
+            reason = f"drift {drift:.2f} MAE breaks record {drift_record:.2f} x{thr:.2f} ({side})"
         elif alarm:
             run = abs(self.exc) + 1 if (self.exc > 0) == (x >= f) else 1
             reason = f"{name} residual {e:.1f} MAE beyond normal {band:.1f} x{thr:.2f}, point {run} ({side})"
@@ -265,7 +324,7 @@ class Adaptive(BaseDetector):
         else:
             reason = f"{name} residual {e:.1f} MAE within normal {band:.1f} x{thr:.2f} ({side})"
         return Verdict(
-            score=ratio_to_score(r),
+            score=score,
             expected=f,
             lower=f - half,
             upper=f + half,
@@ -318,6 +377,9 @@ class Adaptive(BaseDetector):
             out = 1 if dv > half else (-1 if dv < -half else 0)
             decay = self._record_decay(t)
             self.record = max(e * s, self.record * decay)
+            if self.drift_alpha > 0.0:
+                self.drift = self._drift_next(x, f, s)
+                self.drift_record = max(self._directional(self.drift), self.drift_record * decay)
             self.band_record *= decay
             self.exc_max *= decay
             if out:
@@ -405,8 +467,9 @@ class Adaptive(BaseDetector):
     def mark_false_positive(self, t: float, x: float) -> None:
         """Feedback: put the point's residual on both records, so it and anything smaller stay quiet.
 
-        The record decays like any other (half-life ``record_half_life`` seconds), so
-        the detector becomes sensitive to that pattern again after a while.
+        The drift channel's mean goes on its own record too. Records decay like any other
+        (half-life ``record_half_life`` seconds), so the detector becomes sensitive to that
+        pattern again after a while.
         """
         if not math.isfinite(x) or not self.warm:
             return
@@ -415,6 +478,9 @@ class Adaptive(BaseDetector):
         if e > 0.0:
             self.record = max(self.record, e * s * 1.05 / self.threshold)
             self.band_record = max(self.band_record, e * s * 1.05 / self.threshold)
+        if self.drift_alpha > 0.0:
+            drift = self._directional(self._drift_next(float(x), f, s))
+            self.drift_record = max(self.drift_record, drift * 1.05 / self.threshold)
 
     # -- state -----------------------------------------------------------------------------
     def _export(self) -> dict[str, Any]:
@@ -433,6 +499,8 @@ class Adaptive(BaseDetector):
                 self.min_history,
                 self.shift_after,
                 self.spike_len,
+                self.drift_alpha,
+                self.drift_floor,
             ],
             "n": self.n,
             "level": finite_or_none(self.level),
@@ -441,6 +509,7 @@ class Adaptive(BaseDetector):
             "long_err": finite_or_none(self.long_err),
             "record": self.record,
             "band_record": self.band_record,
+            "drift": [self.drift, self.drift_record],
             "last_t": finite_or_none(self.last_t),
             "tail": [self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2],
             "excursion": [self.exc, self.exc_max, self.exc_level, self.exc_offset, self.exc_season_n],
@@ -462,6 +531,8 @@ class Adaptive(BaseDetector):
             min_history,
             shift_after,
             spike_len,
+            self.drift_alpha,
+            self.drift_floor,
         ) = model["params"]
         self.bins, self.min_history, self.shift_after = int(bins), int(min_history), int(shift_after)
         self.spike_len = int(spike_len)
@@ -472,6 +543,7 @@ class Adaptive(BaseDetector):
         self.long_err = none_or_float(model["long_err"])
         self.record = float(model["record"])
         self.band_record = float(model["band_record"])
+        self.drift, self.drift_record = (float(v) for v in model["drift"])
         self.last_t = none_or_float(model["last_t"])
         self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2 = (float(v) for v in model["tail"])
         exc, exc_max, exc_level, exc_offset, exc_season_n = model["excursion"]

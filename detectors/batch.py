@@ -34,7 +34,16 @@ import numpy as np
 import numpy.typing as npt
 
 from ._codec import finite_or_none, none_or_float, pack_f32, unpack_f32
-from .adaptive import EXCURSION_ALPHA, TAIL_LEVEL, TAIL_MOMENT_ALPHA, TAIL_RATE_ALPHA, TAIL_STEP, THRESHOLDS, Adaptive
+from .adaptive import (
+    EXCURSION_ALPHA,
+    TAIL_LEVEL,
+    TAIL_MOMENT_ALPHA,
+    TAIL_RATE_ALPHA,
+    TAIL_STEP,
+    THRESHOLDS,
+    VARIANTS,
+    Adaptive,
+)
 from .base import Detector, Direction, parse_direction, parse_sensitivity
 from .registry import DEFAULT, create
 
@@ -115,6 +124,8 @@ class BatchAdaptive:
         self.long_err = np.full(n, np.nan)
         self.record = np.zeros(n)
         self.band_record = np.zeros(n)
+        self.drift = np.zeros(n)
+        self.drift_record = np.zeros(n)
         self.last_t = np.full(n, np.nan)
         self.tail_u = np.full(n, 2.0)
         self.tail_rate = np.full(n, TAIL_LEVEL)
@@ -156,12 +167,7 @@ class BatchAdaptive:
             floor = np.where(np.isnan(self.long_err), floor, np.maximum(floor, 0.1 * self.long_err))
             s = np.maximum(s, floor)
             d = (x - f) / s
-            if self.direction is Direction.UP:
-                e = d
-            elif self.direction is Direction.DOWN:
-                e = -d
-            else:
-                e = np.abs(d)
+            e = self._directional(d)
             record = np.maximum(self.record / s, pr.record_floor)
             band = np.maximum(self.band_record / s, pr.record_floor)
             thr = THRESHOLDS[self.sensitivity] * self.fp_factor
@@ -169,8 +175,16 @@ class BatchAdaptive:
             r2 = r * r
             score = np.where(r > 0.0, np.where(r > 1e150, 1.0, r2 / (1.0 + r2)), 0.0)
             judged = warm & finite & ~np.isnan(r)
-            score = np.where(judged, score, 0.0)
             alarm = judged & (e > thr * band)
+            drift = np.zeros(0)
+            if pr.drift_alpha > 0.0:
+                c = pr.record_floor
+                drift = self.drift + pr.drift_alpha * (np.clip(d, -c, c) - self.drift)
+                dr = self._directional(drift) / (np.maximum(self.drift_record, pr.drift_floor) * thr)
+                dr2 = dr * dr
+                drift_score = np.where(dr > 0.0, np.where(dr > 1e150, 1.0, dr2 / (1.0 + dr2)), 0.0)
+                score = np.maximum(score, np.where(alarm, drift_score, np.minimum(drift_score, 0.5)))
+            score = np.where(judged, score, 0.0)
             half = thr * band * s
             shown = warm & finite
             expected = np.where(shown, f, np.nan)
@@ -178,8 +192,15 @@ class BatchAdaptive:
             upper = np.where(shown, f + half, np.nan)
             pvalue = np.where(judged, _tail_pvalue(e, self.tail_u, self.tail_rate, self.tail_m1, self.tail_m2), np.nan)
             out = BatchVerdicts(score, expected, lower, upper, alarm, warm, pvalue)
-            self._learn(t, x, finite, warm, slot, p, f, e, s)
+            self._learn(t, x, finite, warm, slot, p, f, e, s, drift)
         return out
+
+    def _directional(self, d: F64) -> F64:
+        if self.direction is Direction.UP:
+            return d
+        if self.direction is Direction.DOWN:
+            return -d
+        return np.abs(d)
 
     def _record_decay(self, t: float | F64) -> F64:
         """Per-series ``0.5 ** (elapsed / half-life)``, computed with Python floats like `Adaptive`.
@@ -209,12 +230,17 @@ class BatchAdaptive:
         f: F64,
         e: F64,
         s: F64,
+        drift: F64,
     ) -> None:
         pr = self.proto
         h = pr.huber
         upd = finite & warm & ~np.isnan(e)
         decay = self._record_decay(t)
         self.record = np.where(upd, np.maximum(e * s, self.record * decay), self.record)
+        if pr.drift_alpha > 0.0:
+            self.drift = np.where(upd, drift, self.drift)
+            drift_record = np.maximum(self._directional(self.drift), self.drift_record * decay)
+            self.drift_record = np.where(upd, drift_record, self.drift_record)
         # the band's record and the excursion (see Adaptive._update)
         thr = THRESHOLDS[self.sensitivity] * self.fp_factor
         half = np.maximum(self.band_record / s, pr.record_floor) * thr
@@ -325,6 +351,8 @@ class BatchAdaptive:
                     pr.min_history,
                     pr.shift_after,
                     pr.spike_len,
+                    pr.drift_alpha,
+                    pr.drift_floor,
                 ],
                 "n": int(self.n[i]),
                 "level": finite_or_none(float(self.level[i])),
@@ -333,6 +361,7 @@ class BatchAdaptive:
                 "long_err": finite_or_none(float(self.long_err[i])),
                 "record": float(self.record[i]),
                 "band_record": float(self.band_record[i]),
+                "drift": [float(self.drift[i]), float(self.drift_record[i])],
                 "last_t": finite_or_none(float(self.last_t[i])),
                 "tail": [
                     float(self.tail_u[i]),
@@ -364,6 +393,7 @@ class BatchAdaptive:
         self.long_err[i] = none_or_float(m["long_err"])
         self.record[i] = float(m["record"])
         self.band_record[i] = float(m["band_record"])
+        self.drift[i], self.drift_record[i] = (float(v) for v in m["drift"])
         self.last_t[i] = none_or_float(m["last_t"])
         self.tail_u[i], self.tail_rate[i], self.tail_m1[i], self.tail_m2[i] = (float(v) for v in m["tail"])
         exc, exc_max, exc_level, exc_offset, exc_season_n = m["excursion"]
@@ -393,6 +423,8 @@ class BatchAdaptive:
             self.long_err,
             self.record,
             self.band_record,
+            self.drift,
+            self.drift_record,
             self.exc,
             self.exc_max,
             self.exc_level,
@@ -442,8 +474,8 @@ def create_batch(
     """``size`` series of detector ``name``: vectorised when available, else a `DetectorBank`."""
     d, s = parse_direction(direction), parse_sensitivity(sensitivity)
     key = DEFAULT if name == "default" else name
-    if key == Adaptive.kind:
-        return BatchAdaptive(size, d, s)
+    if key in VARIANTS:
+        return BatchAdaptive(size, d, s, **VARIANTS[key])
     return DetectorBank([create(name, direction=d, sensitivity=s) for _ in range(size)])
 
 

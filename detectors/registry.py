@@ -18,7 +18,7 @@ Factory = Callable[[Direction, str], Detector]
 _FACTORIES: dict[str, Factory] = {}
 
 #: The detector that ``create("default")`` builds.
-DEFAULT = "adaptive"
+DEFAULT = "multiscale"
 
 
 def register(name: str, factory: Factory) -> None:
@@ -51,12 +51,21 @@ def create(name: str = "default", *, direction: Direction | str = "up", sensitiv
 _BUILTINS_DONE = False
 
 
+def _adaptive_factory(cls: Callable[..., Detector], params: dict[str, float]) -> Factory:
+    """A factory of ``cls(direction, sensitivity, **params)`` (one per registered variant)."""
+
+    def make(direction: Direction, sensitivity: str) -> Detector:
+        return cls(direction=direction, sensitivity=sensitivity, **params)
+
+    return make
+
+
 def _register_builtins() -> None:
     global _BUILTINS_DONE
     if _BUILTINS_DONE:
         return
     _BUILTINS_DONE = True
-    from .adaptive import Adaptive
+    from .adaptive import VARIANTS, Adaptive
     from .dspot import DSpot
     from .ewma import EWMA
     from .forecast import HoltResidual
@@ -64,7 +73,8 @@ def _register_builtins() -> None:
     from .robust_zscore import RobustZScore
     from .seasonal import SeasonalBaseline
 
-    register("adaptive", lambda d, s: Adaptive(direction=d, sensitivity=s))
+    for variant, params in VARIANTS.items():
+        register(variant, _adaptive_factory(Adaptive, params))
     register("dspot", lambda d, s: DSpot(direction=d, sensitivity=s))
     register("ewma", lambda d, s: EWMA(direction=d, sensitivity=s))
     register("forecast", lambda d, s: HoltResidual(direction=d, sensitivity=s))

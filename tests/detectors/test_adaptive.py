@@ -1,4 +1,5 @@
-"""Adaptive (the default): record-relative score, normal band, batch equivalence, feedback, shifts."""
+"""Adaptive and its drift-channel variant (the default): record-relative score, normal band, batch
+equivalence, feedback, shifts."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from homeostat.detectors import create
-from homeostat.detectors.adaptive import Adaptive
+from homeostat.detectors.adaptive import DRIFT_ALPHA, VARIANTS, Adaptive
 from homeostat.detectors.batch import BatchAdaptive, DetectorBank, create_batch, update_series
 
 STEP = 300.0
@@ -26,8 +27,37 @@ def _warm(det: Adaptive, xs: list[float]) -> None:
         det.update_one(STEP * i, x)
 
 
-def test_default_is_adaptive():
-    assert isinstance(create(), Adaptive)
+def test_default_is_adaptive_with_the_drift_channel():
+    det = create()
+    assert isinstance(det, Adaptive) and det.drift_alpha == DRIFT_ALPHA
+    assert create("adaptive").drift_alpha == 0.0  # type: ignore[attr-defined]
+
+
+def _seasonal(n: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return [100.0 + 20.0 * math.sin(2 * math.pi * i / 288) + rng.gauss(0.0, 2.0) for i in range(n)]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_drift_channel_ranks_a_creeping_shift_and_leaves_alarms_and_band_alone(seed):
+    """A +3 shift (about 2 MAE) that the seasonal forecaster does not follow: the drift mean breaks
+    its record while no point does; alarm, band and expected are exactly those of ``adaptive``."""
+    plain, drift = Adaptive(direction="up"), Adaptive(direction="up", drift_alpha=DRIFT_ALPHA)
+    xs = _seasonal(288 * 5, seed)
+    start = 288 * 4
+    plain_scores, drift_scores = [], []
+    for i, x in enumerate(xs):
+        x += 3.0 if i >= start else 0.0
+        a, b = plain.update_one(STEP * i, x), drift.update_one(STEP * i, x)
+        assert (a.alarm, a.expected, a.lower, a.upper, a.warm) == (b.alarm, b.expected, b.lower, b.upper, b.warm)
+        assert b.score >= a.score
+        assert not (b.score > 0.5 and not b.alarm)
+        if i >= start:
+            plain_scores.append(a.score)
+            drift_scores.append(b.score)
+    assert drift.drift_record > drift.drift_floor  # the shift's mean set a record
+    # the drift channel ranks the points of the shift above what the point channel gives them
+    assert sum(d > p for d, p in zip(drift_scores, plain_scores, strict=True)) >= 20
 
 
 def test_no_alarm_while_learning_even_for_huge_values():
@@ -117,8 +147,9 @@ def test_a_remediated_incident_is_not_learned_as_normal():
             det.update_one(STEP * i, xs[i])
 
 
-def test_a_score_above_one_half_is_always_an_alarm():
-    det = Adaptive(direction="both")
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_a_score_above_one_half_is_always_an_alarm(variant):
+    det = Adaptive(direction="both", **VARIANTS[variant])
     rng = random.Random(4)
     xs = _noise(4000, seed=4)
     for i, x in enumerate(xs):
@@ -160,8 +191,9 @@ def test_mark_false_positive_silences_that_pattern():
     assert det.score_one(t, x + 400.0).alarm  # a much bigger one still does
 
 
-def test_state_stays_under_4_kib_and_round_trips_exactly():
-    det = Adaptive(direction="both")
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_state_stays_under_4_kib_and_round_trips_exactly(variant):
+    det = Adaptive(direction="both", **VARIANTS[variant])
     xs = _noise(5000, seed=3)
     _warm(det, xs[:4000])
     state = det.export_state()
@@ -172,9 +204,10 @@ def test_state_stays_under_4_kib_and_round_trips_exactly():
         assert repr(det.update_one(STEP * i, xs[i])) == repr(twin.update_one(STEP * i, xs[i]))
 
 
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize("step", [30.0, 300.0])
 @pytest.mark.parametrize("direction", ["up", "down", "both"])
-def test_batch_equals_per_series(direction, step):
+def test_batch_equals_per_series(direction, step, variant):
     rng = np.random.default_rng(0)
     n, steps = 5, 1500
     xs = 100 + 10 * np.sin(np.arange(steps)[:, None] / 30.0 + np.arange(n)) + rng.normal(0, 2, (steps, n))
@@ -183,8 +216,9 @@ def test_batch_equals_per_series(direction, step):
     xs[800, 3] = 500.0
     xs[1000, 4] = -400.0
     xs[1100:1104, 0] += 50.0  # an excursion that ends, a spike, a shift that re-baselines
-    batch = BatchAdaptive(n, direction)
-    singles = [Adaptive(direction) for _ in range(n)]
+    params = VARIANTS[variant]
+    batch = BatchAdaptive(n, direction, **params)
+    singles = [Adaptive(direction, **params) for _ in range(n)]
     for k in range(steps):
         out = batch.update_many(step * k, xs[k])
         for i, det in enumerate(singles):
@@ -196,13 +230,14 @@ def test_batch_equals_per_series(direction, step):
     for i, det in enumerate(singles):
         assert batch.export_series(i) == det.export_state()
     # and a series moves from per-series to batch
-    other = BatchAdaptive(n, direction)
+    other = BatchAdaptive(n, direction, **params)
     other.import_series(0, singles[0].export_state())
     assert other.export_series(0) == singles[0].export_state()
 
 
 def test_create_batch_and_backfill():
-    assert isinstance(create_batch("default", 3), BatchAdaptive)
+    default = create_batch("default", 3)
+    assert isinstance(default, BatchAdaptive) and default.proto.drift_alpha == DRIFT_ALPHA
     bank = create_batch("ewma", 2, direction="both")
     assert isinstance(bank, DetectorBank)
     out = bank.update_many(0.0, np.array([1.0, 2.0]))
@@ -212,9 +247,10 @@ def test_create_batch_and_backfill():
     assert not cols.alarm[: Adaptive().min_history].any()
 
 
-def test_update_one_equals_score_then_learn():
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_update_one_equals_score_then_learn(variant):
     """Adaptive.update_one shares the forecast between scoring and learning: same result."""
-    a, b = Adaptive(direction="both"), Adaptive(direction="both")
+    a, b = Adaptive(direction="both", **VARIANTS[variant]), Adaptive(direction="both", **VARIANTS[variant])
     xs = _noise(1500, seed=9)
     xs[900] += 90.0
     xs[1000] = math.nan
@@ -245,10 +281,11 @@ def test_tail_probabilities_are_calibrated_enough_for_fdr():
     assert rejected / cycles < 0.05
 
 
-def test_batch_feedback_matches_per_series():
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_batch_feedback_matches_per_series(variant):
     xs = _noise(1100)
-    det = Adaptive(direction="up")
-    batch = BatchAdaptive(2, "up")
+    det = Adaptive(direction="up", **VARIANTS[variant])
+    batch = BatchAdaptive(2, "up", **VARIANTS[variant])
     for i, x in enumerate(xs[:1000]):
         det.update_one(STEP * i, x)
         batch.update_many(STEP * i, np.array([x, x]))

@@ -104,4 +104,4 @@ def test_state_is_bounded(name):
         if i + 1 in (8000, 12000):
             sizes[i + 1] = len(json.dumps(det.export_state()))
     assert abs(sizes[12000] - sizes[8000]) <= 64
-    assert sizes[12000] <= (4096 if name in ("default", "adaptive") else 8192)
+    assert sizes[12000] <= (4096 if name in ("default", "adaptive", "multiscale") else 8192)

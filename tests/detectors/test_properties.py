@@ -16,6 +16,7 @@ DAY_POINTS = int(86400 / STEP)
 SHIFT_BOUND = {
     "adaptive": 35,  # a sustained shift alarms until its deliberate re-baselining (shift_after = 30)
     "default": 35,
+    "multiscale": 35,
     "ewma": 20,
     "forecast": 20,
     "dspot": 20,
