@@ -6,17 +6,20 @@ way of starting the operator against the lab.
 
 from __future__ import annotations
 
+import errno
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from homeostat.lab.prometheus import free_port
+from homeostat.lab.prometheus import PrometheusServer, free_port
+
+T = TypeVar("T")
 
 
 class WaitTimeout(AssertionError):
@@ -55,6 +58,8 @@ class OperatorProcess:
     def __init__(self, *, kubeconfig: Path, prometheus_url: str | None, log_path: Path, extra: list[str]) -> None:
         self.metrics_port = free_port()
         self.liveness_port = free_port()
+        while self.liveness_port == self.metrics_port:  # both were free: the same one may come twice
+            self.liveness_port = free_port()
         self.log_path = log_path
         args = [
             sys.executable, "-m", "homeostat", "run", "--dev", "--kubeconfig", str(kubeconfig),
@@ -93,6 +98,46 @@ class OperatorProcess:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self._log.close()
+
+
+def port_clash(exc: BaseException) -> bool:
+    """Whether a server failed to start because its port was taken (the error, or its log, says so)."""
+    return getattr(exc, "errno", None) == errno.EADDRINUSE or "address already in use" in str(exc).lower()
+
+
+def retry_port_clash(start: Callable[[], T], *, attempts: int = 3) -> T:
+    """`start()`, again when it failed because a port was taken; `start` must pick fresh ports.
+
+    `free_port` finds a port that is free when asked; until the server binds it (a second or more
+    for Prometheus or the operator, on a loaded machine) any other process may take it.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return start()
+        except (OSError, RuntimeError) as exc:
+            if attempt == attempts or not port_clash(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+def start_prometheus(
+    *, targets: list[str], scrape_interval: float = 0.5,
+    history: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] | None = None,
+) -> PrometheusServer:
+    """A started Prometheus scraping `targets`, with `history` imported first; on a new port if its
+    port was taken before it could bind. The caller stops it."""
+
+    def start() -> PrometheusServer:
+        server = PrometheusServer(scrape_interval=scrape_interval, targets=targets)
+        try:
+            if history is not None:
+                server.import_history(history)
+            return server.start()
+        except BaseException:
+            server.stop()  # the process if any, and its data folder
+            raise
+
+    return retry_port_clash(start)
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float, message: str, interval: float = 0.2) -> Any:

@@ -3,6 +3,7 @@ and the operator running as its own process against both, exactly as in a cluste
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,22 +12,36 @@ import pytest
 
 from homeostat.api.crds import crd_manifests
 from homeostat.lab.exporter import Exporter
-from homeostat.lab.harness import OperatorProcess
+from homeostat.lab.harness import OperatorProcess, retry_port_clash, start_prometheus
 from homeostat.lab.prometheus import PrometheusServer
 
 
 @pytest.fixture
 def exporter() -> Iterator[Exporter]:
-    with Exporter() as ex:
+    ex = retry_port_clash(lambda: Exporter().start())  # on a new port if its port was taken meanwhile
+    try:
         yield ex
+    finally:
+        ex.stop()
+
+
+@pytest.fixture
+def closed_url() -> Iterator[str]:
+    """`http://127.0.0.1:PORT` where nothing answers (connections refused) for the whole test: the
+    port stays bound but is never listened on, so no other process can start serving on it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture
 def prometheus(exporter: Exporter) -> Iterator[PrometheusServer]:
     """A real Prometheus scraping `exporter` every 0.5 s (target known before start)."""
-    server = PrometheusServer(scrape_interval=0.5, targets=[exporter.target])
-    with server:
+    server = start_prometheus(targets=[exporter.target])
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 # Every request that clients made to emulated clusters during the session, for the RBAC test
@@ -61,13 +76,16 @@ def start_operator(cluster: Any, tmp_path: Path) -> Iterator[Callable[..., Opera
     started: list[OperatorProcess] = []
 
     def start(prometheus_url: str | None = None, extra: list[str] | None = None) -> OperatorProcess:
-        process = OperatorProcess(
-            kubeconfig=cluster.kubeconfig_path, prometheus_url=prometheus_url,
-            log_path=tmp_path / f"operator-{len(started)}.log", extra=extra or [],
-        )
-        started.append(process)
-        process.wait_ready()
-        return process
+        def attempt() -> OperatorProcess:
+            process = OperatorProcess(
+                kubeconfig=cluster.kubeconfig_path, prometheus_url=prometheus_url,
+                log_path=tmp_path / f"operator-{len(started)}.log", extra=extra or [],
+            )
+            started.append(process)  # stopped at teardown whatever happens next
+            process.wait_ready()
+            return process
+
+        return retry_port_clash(attempt)  # new ports if one was taken before the operator bound it
 
     yield start
     for process in started:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,16 +56,24 @@ def real_cluster(tmp_path: Path) -> Iterator[RealCluster]:
 
     namespace = f"homeostat-test-{uuid.uuid4().hex[:6]}"
     cluster = RealCluster(namespace)
-    for crd in crd_manifests():
+    crds = crd_manifests()
+    for crd in crds:
         try:
             cluster.extensions.create_custom_resource_definition(crd)
         except ApiException as exc:
             if exc.status != 409:
                 raise
-    time.sleep(2)  # let the API server establish the CRDs
+
+    def established(name: str) -> bool:
+        conditions = cluster.extensions.read_custom_resource_definition(name).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    for crd in crds:  # the API server serves a new CRD only once it is Established
+        wait_until(lambda name=crd["metadata"]["name"]: established(name), timeout=60,
+                   message=f"CRD {crd['metadata']['name']} never Established")
     cluster.core.create_namespace({"metadata": {"name": namespace}})
-    cluster.apps.create_namespaced_deployment(namespace, deployment("checkout", namespace, replicas=1))
     try:
+        cluster.apps.create_namespaced_deployment(namespace, deployment("checkout", namespace, replicas=1))
         yield cluster
     finally:
         subprocess.run(["kubectl", "delete", "namespace", namespace, "--wait=false"], check=False)
@@ -77,9 +84,11 @@ def real_operator(real_cluster: RealCluster, tmp_path: Path) -> Iterator[Operato
     process = OperatorProcess(kubeconfig=real_cluster.kubeconfig_path,
                               prometheus_url=os.environ["HOMEOSTAT_PROMETHEUS_URL"],
                               log_path=tmp_path / "operator.log", extra=["-n", real_cluster.namespace])
-    process.wait_ready()
-    yield process
-    process.stop()
+    try:  # stopped even when it never becomes ready
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
 
 
 def test_valid_policy_gets_values_and_scores(real_cluster: RealCluster, real_operator: OperatorProcess) -> None:
@@ -87,7 +96,7 @@ def test_valid_policy_gets_values_and_scores(real_cluster: RealCluster, real_ope
             "signals": [{"name": "targets-up", "query": "count(up)"}]}
     real_cluster.custom.create_namespaced_custom_object("homeostat.dev", "v1alpha1", real_cluster.namespace,
                                                         "anomalypolicies", policy("up", spec, real_cluster.namespace))
-    status = wait_until(lambda: (s := real_cluster.status("up")).get("signals") and s, timeout=30,
+    status = wait_until(lambda: (s := real_cluster.status("up")).get("signals") and s, timeout=60,
                         message="no signal status")
     series = status["signals"][0]["series"][0]
     assert series["value"] is not None and series["score"] is not None
@@ -104,6 +113,6 @@ def test_invalid_spec_gets_ready_false_naming_the_field(
     ready = wait_until(
         lambda: next((c for c in real_cluster.status("bad").get("conditions", []) if c["type"] == "Ready"
                       and c["status"] == "False"), None),
-        timeout=30, message="no Ready=False",
+        timeout=60, message="no Ready=False",
     )
     assert "spec.signals[0].detector.name" in ready["message"]

@@ -13,7 +13,6 @@ import base64
 from typing import Any
 
 from homeostat.lab.harness import deployment, policy, wait_until
-from homeostat.lab.prometheus import free_port
 
 API = "homeostat.dev/v1alpha1"
 OPERATOR_AGENTS = ("homeostat/", "kopf/")
@@ -46,8 +45,10 @@ def condition(cluster: Any, name: str, type_: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
 
 
-def test_the_operator_makes_every_kind_of_call_and_identifies_itself(cluster: Any, start_operator: Any) -> None:
-    closed = f"http://127.0.0.1:{free_port()}"  # no Prometheus needed: the cycle runs all the same
+def test_the_operator_makes_every_kind_of_call_and_identifies_itself(
+    cluster: Any, start_operator: Any, closed_url: str
+) -> None:
+    closed = closed_url  # no Prometheus needed: the cycle runs all the same
     cluster.apply(deployment("checkout"))
     cluster.apply(statefulset("ledger"))
     cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "prom-token", "namespace": "shop"},

@@ -2,41 +2,59 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 
-def _processes_in(folder: Path) -> list[str]:
-    """Command lines of live processes whose working directory is `folder`.
+
+def _processes_in(folder: Path) -> dict[int, str]:
+    """Live processes whose working directory is `folder`: pid -> command line.
 
     The demo runs in `folder`, so Prometheus and the operator it starts inherit it; processes
     of other tests on the same machine do not.
     """
-    found = []
+    found = {}
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             if Path(proc / "cwd").resolve() == folder.resolve():
-                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
     return found
 
 
-def test_demo_detects_the_fault_and_leaves_no_process_behind(tmp_path: Path) -> None:
+@pytest.fixture
+def demo_folder(tmp_path: Path) -> Iterator[Path]:
+    """The demo's folder; whatever still runs in it afterwards (the demo failed or timed out: its
+    Prometheus and operator outlive it) is killed, so it cannot load the machine for later tests."""
+    yield tmp_path
+    for pid in _processes_in(tmp_path):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_demo_detects_the_fault_and_leaves_no_process_behind(demo_folder: Path) -> None:
+    # The demo's policy sees the fault through a 10 s rate() and confirms 3 of 4 evaluations 2 s
+    # apart, and clears as slowly: ~15 s each way when the machine is idle. The windows leave room
+    # for a loaded one, and the fault stays well under the default detector's re-baselining (30 points).
     done = subprocess.run(
-        [sys.executable, "-m", "homeostat", "demo", "--history", "900", "--warmup", "6", "--fault", "16",
-         "--recovery", "14", "--keep", str(tmp_path)],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        [sys.executable, "-m", "homeostat", "demo", "--history", "900", "--warmup", "6", "--fault", "24",
+         "--recovery", "24", "--keep", str(demo_folder)],
+        capture_output=True, text=True, timeout=300, cwd=demo_folder,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "FAULT: checkout latency x4" in out
     assert "Anomalous" in out and "AnomalyConfirmed" in out and "AnomalyCleared" in out
     assert "done; no process left behind" in out
-    assert _processes_in(tmp_path) == [], "the demo left Prometheus or the operator running"
-    log = (tmp_path / "operator.log").read_text()
+    assert list(_processes_in(demo_folder).values()) == [], "the demo left Prometheus or the operator running"
+    log = (demo_folder / "operator.log").read_text()
     assert "Operator is stopping" in log
 
 

@@ -29,7 +29,7 @@ def deployment(image: str, replicas: int = 2) -> dict:
                 "spec": {"containers": [{"name": "app", "image": image}]}}}}
 
 
-def _until(predicate, timeout: float = 10.0):
+def _until(predicate, timeout: float = 30.0):  # generous: the controllers share a loaded CI machine
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = predicate()

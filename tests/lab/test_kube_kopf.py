@@ -13,7 +13,7 @@ from homeostat.lab.kube import EmulatedCluster
 from .conftest import widget
 
 
-def _wait(predicate, timeout: float = 15.0):
+def _wait(predicate, timeout: float = 30.0):  # Kopf starts slowly on a loaded machine
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = predicate()
@@ -42,7 +42,7 @@ def test_kopf_operator_reacts_and_patches_status(cluster: EmulatedCluster, monke
         settings.watching.server_timeout = 5
 
     with KopfRunner(["run", "--standalone", scope, "--verbose"], registry=registry,
-                    timeout=30) as runner:
+                    timeout=60) as runner:
         time.sleep(1.0)
         cluster.apply(widget("w1", interval="1m"))
         obj = _wait(lambda: (o := cluster.get("lab.homeostat.io/v1", "Widget", "default", "w1"))

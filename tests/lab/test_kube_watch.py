@@ -73,7 +73,8 @@ def test_too_old_resource_version_is_an_error_event_410():
 def test_timeout_seconds_ends_the_stream(http):
     started = time.monotonic()
     assert _stream(http, WIDGETS, {"timeoutSeconds": "1", "resourceVersion": "1"}) == []
-    assert 0.9 <= time.monotonic() - started < 5
+    # Ended by the server's timeout: not before it, and well before the client's own 10 s read timeout.
+    assert 0.9 <= time.monotonic() - started < 9
 
 
 def test_bookmarks_when_allowed():

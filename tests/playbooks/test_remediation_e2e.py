@@ -22,7 +22,15 @@ import kmock
 import pytest
 
 from homeostat.lab.exporter import Exporter
-from homeostat.lab.harness import LAB_PODS, deployment, noise, noise_history, policy, wait_until
+from homeostat.lab.harness import (
+    LAB_PODS,
+    deployment,
+    noise,
+    noise_history,
+    policy,
+    start_prometheus,
+    wait_until,
+)
 from homeostat.lab.prometheus import PrometheusServer
 
 API = "homeostat.dev/v1alpha1"
@@ -39,10 +47,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def prometheus(exporter: Exporter) -> Iterator[PrometheusServer]:
     """A real Prometheus scraping `exporter`, with 15 minutes of healthy history per pod."""
-    server = PrometheusServer(scrape_interval=0.5, targets=[exporter.target])
-    server.import_history(noise_history(exporter.target))
-    with server:
+    server = start_prometheus(targets=[exporter.target], history=noise_history(exporter.target))
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -144,10 +153,21 @@ class Scene:
                 if (e.get("involvedObject") or {}).get("kind") == kind
                 and (e.get("involvedObject") or {}).get("name") == name]
 
+    def wait_events(self, kind: str, name: str, reasons: set[str], timeout: float = 15) -> list[dict[str, Any]]:
+        """The Events on an object once all `reasons` are among them. The operator posts its Events
+        after the status write they tell of, in separate requests: waiting on the status is not enough."""
+        def posted() -> list[dict[str, Any]]:
+            found = self.events(kind, name)
+            return found if reasons <= {e["reason"] for e in found} else []
+
+        found: list[dict[str, Any]] = wait_until(posted, timeout=timeout,
+                                                 message=f"Events {sorted(reasons)} never all posted on {kind} {name}")
+        return found
+
     def annotate_incident(self, name: str, annotations: dict[str, str]) -> None:
-        obj = self.cluster.get(API, "incidents", "shop", name)
-        obj["metadata"]["annotations"] = {**(obj["metadata"].get("annotations") or {}), **annotations}
-        self.cluster.apply(obj)
+        """What `kubectl annotate` does: a merge patch of the metadata only. (A get-then-replace would
+        put back the status read before it, undoing whatever the operator wrote in between.)"""
+        self.kubectl("annotate", "incident", name, "-n", "shop", *(f"{k}={v}" for k, v in annotations.items()))
 
     def kubectl(self, *args: str) -> str:
         return subprocess.run(["kubectl", "--kubeconfig", str(self.cluster.kubeconfig_path), *args],
@@ -158,6 +178,11 @@ class Scene:
             if line.startswith(line_start + " "):
                 return float(line.split()[-1])
         return 0.0
+
+    def wait_metric(self, line_start: str, value: float, timeout: float = 15) -> None:
+        """The operator counts after the API write it counts (and its Events): wait for the count."""
+        wait_until(lambda: self.metric(line_start) == value, timeout=timeout,
+                   message=f"{line_start} never reached {value}")
 
 
 @pytest.fixture
@@ -181,7 +206,7 @@ def test_an_anomaly_opens_one_incident_a_restart_resolves_it(scene: Scene) -> No
                message=f"no restart; operator log:\n{operator.log()}")
     incident = scene.incident()
     name = incident["metadata"]["name"]
-    wait_until(lambda: scene.policy_status().get("activeIncident") == name, timeout=5,
+    wait_until(lambda: scene.policy_status().get("activeIncident") == name, timeout=15,
                message="the policy does not name its incident")  # written at the end of the same cycle
     scene.heal()  # the restart worked
     scene.wait_phase("Resolved")
@@ -206,14 +231,17 @@ def test_an_anomaly_opens_one_incident_a_restart_resolves_it(scene: Scene) -> No
     header, row = (re.split(r"\s{2,}", line.strip()) for line in scene.kubectl("get", "inc", "-n", "shop").splitlines())
     assert header == ["NAME", "POLICY", "TARGET", "SIGNAL", "PHASE", "LAST-ACTION", "AGE"]
     assert row[:6] == [name, "checkout", "checkout", "latency", "Resolved", "restart Succeeded"]
-    reasons = {e["reason"] for e in scene.events("Incident", name)}
-    assert {"IncidentOpened", "ActionSucceeded", "IncidentResolved"} <= reasons
-    on_target = {e["reason"] for e in scene.events("Deployment", "checkout")}
-    assert {"IncidentOpened", "ActionSucceeded", "IncidentResolved"} <= on_target
-    wait_until(lambda: scene.policy_status().get("activeIncident") is None, timeout=10,
+    # IncidentResolved is posted after the Resolved status write (first on the Incident, then on
+    # the Deployment): wait for the Events themselves.
+    told = {"IncidentOpened", "ActionSucceeded", "IncidentResolved"}
+    scene.wait_events("Incident", name, told)
+    scene.wait_events("Deployment", "checkout", told)
+    wait_until(lambda: scene.policy_status().get("activeIncident") is None, timeout=15,
                message="policy still shows the resolved incident as active")
+    # Counters are bumped just after the writes they count (the policy's status write awaited
+    # above comes later still): wait for the count rather than lean on that order.
+    scene.wait_metric('homeostat_incidents_total{phase="Resolved"}', 1)
     assert scene.metric('homeostat_incidents_total{phase="Detected"}') == 1
-    assert scene.metric('homeostat_incidents_total{phase="Resolved"}') == 1
     assert scene.metric('homeostat_actions_total{action="restart",outcome="Succeeded"}') == 1
 
 
@@ -222,11 +250,15 @@ def test_an_anomaly_opens_one_incident_a_restart_resolves_it(scene: Scene) -> No
 
 def test_steps_exhausted_escalate_then_nothing_is_done_until_a_human_clears_it(scene: Scene) -> None:
     scene.start()
-    scene.apply_policy(remediation_spec([{"action": "restart"}]))
+    # Series join an incident only while it is active: the verification window of the one step
+    # is long enough for pod b to be confirmed (two cycles after a scrape) on a loaded machine.
+    scene.apply_policy(remediation_spec([{"action": "restart"}], verify="12s"))
     scene.spike("a")
     wait_until(lambda: scene.incidents(), timeout=30, message="no incident")
     scene.spike("b")  # a continuing anomaly on another pod: the same incident, one more series
-    escalated = scene.wait_phase("Escalated")
+    wait_until(lambda: {s["labels"]["pod"] for s in scene.incident()["spec"]["involved"]} == {"a", "b"},
+               timeout=30, message=f"pod b never joined the incident; operator log:\n{scene.operator.log()}")
+    escalated = scene.wait_phase("Escalated", timeout=40)
     name = escalated["metadata"]["name"]
     assert {s["labels"]["pod"] for s in escalated["spec"]["involved"]} == {"a", "b"}
     status = escalated["status"]
@@ -235,14 +267,14 @@ def test_steps_exhausted_escalate_then_nothing_is_done_until_a_human_clears_it(s
     writes = len(scene.workload_writes())
     time.sleep(6)  # the anomaly goes on: no action, no new incident
     assert len(scene.workload_writes()) == writes and len(scene.incidents()) == 1
-    wait_until(lambda: scene.policy_status().get("activeIncident") == name, timeout=5,
+    wait_until(lambda: scene.policy_status().get("activeIncident") == name, timeout=15,
                message="the policy does not name its incident")  # written at the end of the same cycle
-    assert any(e["reason"] == "IncidentEscalated" and e["type"] == "Warning"
-               for e in scene.events("Deployment", "checkout"))
-    assert scene.metric('homeostat_incidents_total{phase="Escalated"}') == 1
+    escalation = scene.wait_events("Deployment", "checkout", {"IncidentEscalated"})
+    assert all(e["type"] == "Warning" for e in escalation if e["reason"] == "IncidentEscalated")
+    scene.wait_metric('homeostat_incidents_total{phase="Escalated"}', 1)
 
     scene.annotate_incident(name, {"homeostat.dev/cleared": "true"})  # a human looked at it
-    wait_until(lambda: len(scene.incidents()) == 2, timeout=20, message="clearing did not let a new incident open")
+    wait_until(lambda: len(scene.incidents()) == 2, timeout=30, message="clearing did not let a new incident open")
     assert scene.cluster.get(API, "incidents", "shop", name)["status"]["holdReleased"]
 
 
@@ -273,7 +305,8 @@ def test_suspend_stops_acting_until_lifted(scene: Scene) -> None:
     scene.spike("a")
     wait_until(lambda: scene.incidents() and (scene.status().get("waiting") or "").startswith("Suspended"),
                timeout=30, message="suspended incident not reported")
-    time.sleep(3)
+    scene.wait_events("Deployment", "checkout", {"ActionSkipped"})  # posted after the status write
+    time.sleep(3)  # cycles go by: still nothing done, and the hold is not announced again
     assert scene.workload_writes() == [] and scene.status()["phase"] == "Detected"
     skipped = [e for e in scene.events("Deployment", "checkout") if e["reason"] == "ActionSkipped"]
     assert len(skipped) == 1 and "suspend" in skipped[0]["message"]
@@ -295,10 +328,10 @@ def test_a_paused_workload_is_never_touched(scene: Scene) -> None:
     scene.spike("a")
     wait_until(lambda: scene.incidents() and (scene.status().get("waiting") or "").startswith("Paused"),
                timeout=30, message="paused workload not reported")
-    time.sleep(4)
+    skipped = scene.wait_events("Deployment", "checkout", {"ActionSkipped"})  # posted after the status write
+    assert any(e["reason"] == "ActionSkipped" and "paused" in e["message"] for e in skipped)
+    time.sleep(4)  # cycles go by: still nothing done
     assert scene.workload_writes() == [] and scene.status().get("actions", []) == []
-    assert any(e["reason"] == "ActionSkipped" and "paused" in e["message"]
-               for e in scene.events("Deployment", "checkout"))
 
 
 def test_cooldown_and_hourly_budget_hold_the_next_step(scene: Scene) -> None:
@@ -324,7 +357,13 @@ def test_the_operator_wide_cap_holds_a_second_remediation_until_the_first_ends(s
     scene.cluster.apply(deployment("payments", replicas=2))
     scene.start("--max-concurrent-remediations", "1")
     steps = [{"action": "restart"}, {"action": "scale-out"}]
-    scene.apply_policy(remediation_spec(steps, verify="5s"))
+    # checkout holds the one slot through its verification windows: long enough for payments'
+    # anomaly to be confirmed and held meanwhile, even on a loaded machine.
+    first = remediation_spec(steps, verify="10s")
+    # Each policy watches its own pod: pod b's anomaly is payments' alone, so healing pod a resolves
+    # checkout's incident (were b in it too, only its escalation would free the slot, much later).
+    first["signals"][0]["query"] = 'max by (pod) (lab_latency_seconds{pod="a"})'
+    scene.apply_policy(first)
     other = remediation_spec(steps, verify="5s")
     other["target"]["name"] = "payments"
     other["signals"][0]["query"] = 'max by (pod) (lab_latency_seconds{pod="b"})'
@@ -336,13 +375,13 @@ def test_the_operator_wide_cap_holds_a_second_remediation_until_the_first_ends(s
     wait_until(lambda: len(scene.incidents()) == 2, timeout=30, message="two incidents expected")
     held = wait_until(lambda: [i for i in scene.incidents()
                                if ((i.get("status") or {}).get("waiting") or "").startswith("ConcurrencyCap")],
-                      timeout=20, message="the second remediation was not held by the cap")
+                      timeout=30, message="the second remediation was not held by the cap")
     (waiting,) = held
     assert not waiting["status"].get("actions")
     assert "1 remediations in progress, the operator's limit is 1" in waiting["status"]["waiting"]
     scene.latency["a"] = 0.1  # the first one resolves and frees its slot: the second goes ahead
     wait_until(lambda: (scene.cluster.get(API, "incidents", "shop", waiting["metadata"]["name"])["status"]
-                        .get("actions")), timeout=30, message="the held remediation never went ahead")
+                        .get("actions")), timeout=45, message="the held remediation never went ahead")
 
 
 def test_prometheus_down_during_an_incident_means_no_action_and_no_resolution(scene: Scene) -> None:
@@ -350,8 +389,8 @@ def test_prometheus_down_during_an_incident_means_no_action_and_no_resolution(sc
     scene.apply_policy(remediation_spec([{"action": "restart"}, {"action": "scale-out"}], verify="4s"))
     scene.spike("a")
     scene.wait_phase("Verifying")
-    scene.heal()  # it would resolve, could we see it
     scene.prometheus.stop()
+    scene.heal()  # it would resolve, could we see it (healed after the stop: no scrape can see it)
     wait_until(lambda: (scene.status().get("waiting") or "").startswith("NoData"), timeout=30,
                message="no-data not reported on the incident")
     writes = len(scene.workload_writes())
@@ -382,7 +421,7 @@ def test_a_recurrence_reopens_with_the_next_step_and_scale_out_is_undone_when_qu
     expected = [("restart", "Step", "Succeeded"), ("scale-out", "Step", "Succeeded"),
                 ("scale-out", "ScaleBack", "Succeeded")]
     wait_until(lambda: [(r["action"], r["purpose"], r["state"]) for r in scene.status()["actions"]] == expected,
-               timeout=10, message=f"records: {scene.status()['actions']}")
+               timeout=15, message="the scale-back was never recorded Succeeded")
     assert "Reopened" in [e["event"] for e in scene.status()["timeline"]]
 
 
@@ -398,9 +437,9 @@ def test_a_false_positive_verdict_feeds_back_and_is_counted(scene: Scene) -> Non
     assert len(scene.incidents()) == 1
     assert resolved["status"]["feedback"] == "false-positive"
     assert "fed back to the detectors of 1 of 1 series" in resolved["status"]["message"]
-    wait_until(lambda: "homeostat_false_positives_total 1.0" in operator.metrics(), timeout=10,
+    wait_until(lambda: "homeostat_false_positives_total 1.0" in operator.metrics(), timeout=15,
                message="false positive not counted")
-    assert any(e["reason"] == "FalsePositive" for e in scene.events("Incident", name))
+    scene.wait_events("Incident", name, {"FalsePositive"})  # posted after the Resolved write
 
 
 # --- crash safety --------------------------------------------------------------------------------

@@ -93,10 +93,10 @@ def test_each_invalid_spec_gets_ready_false_naming_the_field_while_valid_ones_ru
                 (e.get("involvedObject") or {}).get("name") == n and e["type"] == "Warning" and f in e["message"]
                 for e in cluster.events("shop")
             ),
-            timeout=10, message=f"{name}: no Warning Event naming {field}",
+            timeout=20, message=f"{name}: no Warning Event naming {field}",
         )
 
-    fine = wait_until(lambda: (s := _status(cluster, "fine")).get("signals") and s, timeout=20,
+    fine = wait_until(lambda: (s := _status(cluster, "fine")).get("signals") and s, timeout=30,
                       message="the valid policy did not run beside the invalid ones")
     assert _ready(fine)["status"] == "True"
 

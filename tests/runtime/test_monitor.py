@@ -12,8 +12,16 @@ from typing import Any
 import pytest
 
 from homeostat.lab.exporter import Exporter
-from homeostat.lab.harness import LAB_PODS, deployment, noise, noise_history, policy, wait_until
-from homeostat.lab.prometheus import PrometheusServer, free_port
+from homeostat.lab.harness import (
+    LAB_PODS,
+    deployment,
+    noise,
+    noise_history,
+    policy,
+    start_prometheus,
+    wait_until,
+)
+from homeostat.lab.prometheus import PrometheusServer
 
 API = "homeostat.dev/v1alpha1"
 
@@ -32,6 +40,20 @@ def events_for(cluster: Any, name: str) -> list[dict[str, Any]]:
     return [
         e for e in cluster.events("shop") if (e.get("involvedObject") or e.get("regarding") or {}).get("name") == name
     ]
+
+
+def settled_count(count: Any, quiet: float = 1.0, timeout: float = 15.0) -> int:
+    """`count()` once it has not changed for `quiet` seconds (requests still in flight have landed)."""
+    last, since = count(), time.monotonic()
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = count()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return int(last)
+    raise AssertionError(f"requests kept coming for {timeout}s ({last} so far)")
 
 
 def simple_spec(query: str, **overrides: Any) -> dict[str, Any]:
@@ -57,10 +79,11 @@ PODS = LAB_PODS
 def prometheus(exporter: Exporter) -> Iterator[PrometheusServer]:
     """A real Prometheus scraping `exporter`, with 15 minutes of the healthy noise as history,
     so detectors are warm from their back-fill as they would be in a long-running cluster."""
-    server = PrometheusServer(scrape_interval=0.5, targets=[exporter.target])
-    server.import_history(noise_history(exporter.target))
-    with server:
+    server = start_prometheus(targets=[exporter.target], history=noise_history(exporter.target))
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -84,19 +107,20 @@ def noisy_latency(exporter: Exporter) -> Iterator[dict[str, Any]]:
     thread.join()
 
 
-def test_valid_policy_gets_values_and_scores_within_two_intervals(
+def test_valid_policy_gets_values_and_scores_from_its_first_evaluation(
     cluster: Any, prometheus: PrometheusServer, noisy_latency: dict[str, Any], start_operator: Any
 ) -> None:
     cluster.apply(deployment("checkout"))
     prometheus.wait_for('lab_latency_seconds{pod="a"}')
     start_operator(prometheus.url)
-    interval = 2.0
     cluster.apply(policy("checkout", simple_spec('max(lab_latency_seconds)', interval="2s")))
-    applied = time.monotonic()
-    # Two intervals, plus the time Kopf takes to see the new object and start its daemon.
-    status = wait_until(lambda: (s := status_of(cluster, "checkout")).get("signals") and s, timeout=2 * interval + 3,
-                        message="no signal status within two intervals")
-    assert time.monotonic() - applied <= 2 * interval + 3
+    # How soon is not asserted by the wall clock (Kopf's reaction and the back-fill take what a
+    # loaded CI machine gives them); what is asserted is that the very first status the operator
+    # writes, one evaluation after the back-fill, already has values and warm scores.
+    wait_until(lambda: status_of(cluster, "checkout").get("signals"), timeout=30, message="no signal status")
+    first = next(r for r in cluster.requests
+                 if r.method == "PATCH" and r.path.endswith("/anomalypolicies/checkout/status"))
+    status = first.body["status"]  # the request log keeps JSON bodies parsed
     series = status["signals"][0]["series"][0]
     assert series["value"] == pytest.approx(0.1, rel=0.1)
     assert series["score"] is not None and 0.0 <= series["score"] <= 1.0
@@ -105,7 +129,9 @@ def test_valid_policy_gets_values_and_scores_within_two_intervals(
     assert condition(status, "Ready")["status"] == "True"
     assert condition(status, "PrometheusReachable")["status"] == "True"
     assert status["phase"] == "Healthy"
-    assert any(e["reason"] == "MonitorStarted" for e in events_for(cluster, "checkout"))
+    # Kopf posts the policy's Events in the background, after the status writes that follow them.
+    wait_until(lambda: any(e["reason"] == "MonitorStarted" for e in events_for(cluster, "checkout")), timeout=15,
+               message="no MonitorStarted Event")
 
 
 def test_per_pod_query_tracks_one_state_per_pod_and_forgets_vanished_pods(
@@ -115,10 +141,12 @@ def test_per_pod_query_tracks_one_state_per_pod_and_forgets_vanished_pods(
     cluster.apply(deployment("checkout"))
     prometheus.wait_for("lab_latency_seconds", count=3)
     operator = start_operator(prometheus.url)
-    cluster.apply(policy("checkout", simple_spec("max by (pod) (lab_latency_seconds)")))
+    # A vanished series is reported stale from `staleness` (2 s) until `seriesTtl` after it was last
+    # seen: 8 s here, several cycles even on a loaded machine, for the test to see it stale.
+    cluster.apply(policy("checkout", simple_spec("max by (pod) (lab_latency_seconds)", seriesTtl="10s")))
     status = wait_until(
         lambda: (s := status_of(cluster, "checkout")).get("signals") and s["signals"][0]["seriesCount"] == 3 and s,
-        timeout=20, message="expected three series",
+        timeout=30, message="expected three series",
     )
     pods = sorted(series["labels"]["pod"] for series in status["signals"][0]["series"])
     assert pods == ["a", "b", "c"]
@@ -127,16 +155,16 @@ def test_per_pod_query_tracks_one_state_per_pod_and_forgets_vanished_pods(
     # A pod comes (a scale-out) and goes again: Prometheus marks its series stale, the status
     # shows it as stale, and after seriesTtl its detector state is freed.
     noisy_latency["pods"] = [*PODS, "d"]
-    wait_until(lambda: status_of(cluster, "checkout")["signals"][0]["seriesCount"] == 4, timeout=20,
+    wait_until(lambda: status_of(cluster, "checkout")["signals"][0]["seriesCount"] == 4, timeout=30,
                message="new pod not tracked")
     noisy_latency["pods"] = list(PODS)
     exporter.gauge("lab_latency_seconds", ("pod",)).remove("d")
     wait_until(
         lambda: any(s["labels"].get("pod") == "d" and s["verdict"] == "no-data" and "stale" in s["reason"]
                     for s in status_of(cluster, "checkout")["signals"][0]["series"]),
-        timeout=20, message="vanished pod not reported as stale",
+        timeout=30, message="vanished pod not reported as stale",
     )
-    wait_until(lambda: status_of(cluster, "checkout")["signals"][0]["seriesCount"] == 3, timeout=20,
+    wait_until(lambda: status_of(cluster, "checkout")["signals"][0]["seriesCount"] == 3, timeout=30,
                message="vanished pod not forgotten after seriesTtl")
 
 
@@ -148,11 +176,11 @@ def test_anomaly_is_confirmed_with_expected_band_and_event(
     start_operator(prometheus.url)
     spec = simple_spec('max(lab_latency_seconds{pod="a"})', confirm={"k": 2, "n": 3})
     cluster.apply(policy("checkout", spec))
-    wait_until(lambda: status_of(cluster, "checkout").get("phase") == "Healthy", timeout=20,
+    wait_until(lambda: status_of(cluster, "checkout").get("phase") == "Healthy", timeout=30,
                message="detectors not warm after back-filling 10 minutes of history")
     noisy_latency["level"] = 1.0  # a tenfold latency rise
     status = wait_until(lambda: (s := status_of(cluster, "checkout")).get("phase") == "Anomalous" and s,
-                        timeout=20, message="anomaly not confirmed")
+                        timeout=30, message="anomaly not confirmed")
     series = status["signals"][0]["series"][0]
     assert series["verdict"] == "anomalous"
     assert series["value"] == pytest.approx(1.0, rel=0.1)
@@ -160,8 +188,10 @@ def test_anomaly_is_confirmed_with_expected_band_and_event(
     assert series["lower"] <= series["expected"] <= series["upper"] < series["value"]
     assert status["signals"][0]["confirmed"] is True
     assert status["signalsSummary"] == "1/1 anomalous"
-    warnings = [e for e in events_for(cluster, "checkout") if e["reason"] == "AnomalyConfirmed"]
-    assert warnings and warnings[0]["type"] == "Warning" and "latency" in warnings[0]["message"]
+    # The Warning is emitted after the status write, and Kopf posts it in the background.
+    warnings = wait_until(lambda: [e for e in events_for(cluster, "checkout") if e["reason"] == "AnomalyConfirmed"],
+                          timeout=15, message="no AnomalyConfirmed Event")
+    assert warnings[0]["type"] == "Warning" and "latency" in warnings[0]["message"]
 
 
 def test_prometheus_down_gives_a_condition_and_never_an_anomalous_verdict(
@@ -171,7 +201,7 @@ def test_prometheus_down_gives_a_condition_and_never_an_anomalous_verdict(
     prometheus.wait_for("lab_latency_seconds", count=3)
     start_operator(prometheus.url)
     cluster.apply(policy("checkout", simple_spec("max by (pod) (lab_latency_seconds)")))
-    wait_until(lambda: status_of(cluster, "checkout").get("signals"), timeout=20, message="no first evaluation")
+    wait_until(lambda: status_of(cluster, "checkout").get("signals"), timeout=30, message="no first evaluation")
 
     prometheus.stop()
     noisy_latency["level"] = 5.0  # whatever happens meanwhile cannot be seen, so must not be judged
@@ -187,7 +217,8 @@ def test_prometheus_down_gives_a_condition_and_never_an_anomalous_verdict(
         assert signal["verdict"] == "no-data" and signal["confirmed"] is False
         assert all(series["verdict"] == "no-data" for series in signal["series"])
         time.sleep(1)
-    assert any(e["reason"] == "PrometheusUnavailable" for e in events_for(cluster, "checkout"))
+    wait_until(lambda: any(e["reason"] == "PrometheusUnavailable" for e in events_for(cluster, "checkout")),
+               timeout=15, message="no PrometheusUnavailable Event")  # Kopf posts it in the background
 
 
 @pytest.fixture
@@ -215,23 +246,23 @@ def failing_prometheus() -> Iterator[str]:
 
 
 def test_prometheus_errors_and_a_policy_default_url_that_is_closed(
-    cluster: Any, start_operator: Any, failing_prometheus: str
+    cluster: Any, start_operator: Any, failing_prometheus: str, closed_url: str
 ) -> None:
     cluster.apply(deployment("checkout"))
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = closed_url
     start_operator(None)  # the operator has no default Prometheus
     cluster.apply(policy("nowhere", simple_spec("up", prometheus={"url": closed, "timeout": "1s"})))
     cluster.apply(policy("failing", simple_spec("up", prometheus={"url": failing_prometheus})))
-    failing = wait_until(lambda: (s := status_of(cluster, "failing")).get("phase") == "NoData" and s, timeout=20,
+    failing = wait_until(lambda: (s := status_of(cluster, "failing")).get("phase") == "NoData" and s, timeout=30,
                          message="503 answers not reported")
     reachable = condition(failing, "PrometheusReachable")
     assert reachable["status"] == "False" and "too many queries" in reachable["message"]
     assert failing["signals"][0]["verdict"] == "no-data" and not failing["signals"][0]["confirmed"]
     cluster.apply(policy("unset", simple_spec("up")))
-    status = wait_until(lambda: (s := status_of(cluster, "nowhere")).get("phase") == "NoData" and s, timeout=20,
+    status = wait_until(lambda: (s := status_of(cluster, "nowhere")).get("phase") == "NoData" and s, timeout=30,
                         message="closed Prometheus not reported")
     assert condition(status, "PrometheusReachable")["status"] == "False"
-    unset = wait_until(lambda: (s := status_of(cluster, "unset")).get("phase") == "Invalid" and s, timeout=20,
+    unset = wait_until(lambda: (s := status_of(cluster, "unset")).get("phase") == "Invalid" and s, timeout=30,
                        message="missing Prometheus URL not reported")
     assert "spec.prometheus.url" in condition(unset, "Ready")["message"]
 
@@ -243,23 +274,31 @@ def test_editing_restarts_the_monitor_and_deleting_stops_it(
     prometheus.wait_for("lab_latency_seconds", count=3)
     operator = start_operator(prometheus.url)
     cluster.apply(policy("checkout", simple_spec("max(lab_latency_seconds)")))
-    wait_until(lambda: status_of(cluster, "checkout").get("signals"), timeout=20, message="no first evaluation")
+    wait_until(lambda: status_of(cluster, "checkout").get("signals"), timeout=30, message="no first evaluation")
 
     edited = policy("checkout", simple_spec("max by (pod) (lab_latency_seconds)"))
     edited["spec"]["signals"][0]["name"] = "pod-latency"
     cluster.apply(edited)
     status = wait_until(
         lambda: (s := status_of(cluster, "checkout")).get("signals") and s["signals"][0]["name"] == "pod-latency" and s,
-        timeout=10, message="edited spec not picked up",
+        timeout=30, message="edited spec not picked up",
     )
     assert status["signals"][0]["seriesCount"] == 3
+    # Kopf posts Events in the background: wait for the second one, then check there are not more.
+    wait_until(lambda: len([e for e in events_for(cluster, "checkout") if e["reason"] == "MonitorStarted"]) >= 2,
+               timeout=15, message="no second MonitorStarted Event after the edit")
     assert len([e for e in events_for(cluster, "checkout") if e["reason"] == "MonitorStarted"]) == 2
 
     cluster.delete(API, "anomalypolicies", "shop", "checkout")
-    wait_until(lambda: 'policy="checkout"' not in operator.metrics(), timeout=10,
+    wait_until(lambda: 'policy="checkout"' not in operator.metrics(), timeout=20,
                message="deleted policy's state still in the operator's metrics")
-    count = len([r for r in cluster.requests if "/anomalypolicies/checkout" in r.path])
-    time.sleep(3)
+    # The daemon is gone; Kopf then releases its finalizer (one more request), and a status write
+    # already handed to a worker thread when the daemon was cancelled may still land (a 404).
+    # Wait for the policy to be gone and the requests about it to settle, then for nothing more.
+    wait_until(lambda: cluster.get(API, "anomalypolicies", "shop", "checkout") is None, timeout=20,
+               message="the deleted policy is still there (Kopf's finalizer not released)")
+    count = settled_count(lambda: len([r for r in cluster.requests if "/anomalypolicies/checkout" in r.path]))
+    time.sleep(3)  # three cycles of the old interval
     assert len([r for r in cluster.requests if "/anomalypolicies/checkout" in r.path]) == count, (
         "the operator still writes to a deleted policy"
     )
