@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from homeostat.operator.leadership import (
@@ -127,29 +127,44 @@ def run(args: argparse.Namespace) -> int:
     if shard.sharded:
         logging.getLogger(__name__).info("running the policies of %s (sha256(namespace/name) mod %d)",
                                          shard, shard.count)
-    asyncio.run(_operate(kopf.operator(
-        registry=registry,
-        clusterwide=not settings.namespaces,
-        namespaces=list(settings.namespaces),
-        standalone=args.standalone or args.dev or args.peering is None,
-        peering_name=args.peering,
-        liveness_endpoint=settings.liveness_endpoint,
-    ), elector=elector))
-    return 0
+
+    def operator(stop_flag: asyncio.Event) -> Coroutine[Any, Any, None]:
+        return kopf.operator(
+            registry=registry,
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            standalone=args.standalone or args.dev or args.peering is None,
+            peering_name=args.peering,
+            liveness_endpoint=settings.liveness_endpoint,
+            stop_flag=stop_flag,
+        )
+
+    return asyncio.run(_operate(operator, elector=elector))
 
 
-async def _operate(operator: Coroutine[Any, Any, None], *, elector: Any) -> None:
-    """Kopf, with the Lease elector beside it; the Lease is released only once Kopf has stopped
-    (every policy's daemon is cancelled by then), so no two replicas ever act at once."""
+async def _operate(operator: Callable[[asyncio.Event], Coroutine[Any, Any, None]], *, elector: Any) -> int:
+    """Kopf, with the Lease elector beside it.
+
+    The Lease is released only once Kopf has stopped (every policy's daemon is cancelled by then),
+    so no two replicas ever act at once. Should the elector itself die (a bug: it survives every
+    API error), Kopf is stopped and the process fails, rather than standing by forever."""
+    stop = asyncio.Event()
     # Started before Kopf, so that Kopf's shutdown does not count it among its own tasks to cancel.
     election = asyncio.create_task(elector.run(), name="leader-election") if elector is not None else None
+    if election is not None:
+        election.add_done_callback(lambda _: stop.set())
     try:
-        await operator
+        await operator(stop)
     finally:
-        if election is not None:
+        if election is not None and not election.done():
             election.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await election
+    if election is not None and not election.cancelled() and election.exception() is not None:
+        logging.getLogger(__name__).critical("leader election failed; the operator stops",
+                                             exc_info=election.exception())
+        return 1
+    return 0
 
 
 def build_remediator(api_client: Any, *, settings: OperatorSettings, metrics: Any, leadership: Any = None) -> Any:

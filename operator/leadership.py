@@ -338,7 +338,7 @@ class LeaderElector:
     async def release(self) -> bool:
         """Give the Lease up if this process holds it (clean shutdown): standbys take it at once."""
         lease = self._lease
-        self._step_down("shutting down")
+        self._step_down("shutting down", level=logging.INFO)
         spec = (lease or {}).get("spec") or {}
         if lease is None or spec.get("holderIdentity") != self.config.identity:
             return False
@@ -401,9 +401,9 @@ class LeaderElector:
             self._step_down(f"could not renew Lease {self.config.where} within the renew deadline "
                             f"({self.config.renew_deadline:g}s)")
 
-    def _step_down(self, why: str) -> None:
+    def _step_down(self, why: str, *, level: int = logging.WARNING) -> None:
         if self.is_leader._drop():
-            logger.warning("stopped leading (Lease %s): %s", self.config.where, why)
+            logger.log(level, "stopped leading (Lease %s): %s", self.config.where, why)
             self._set_metric(0)
             self._holder = None
 

@@ -137,7 +137,7 @@ def test_rules_are_well_formed_alerts(rules: list[dict[str, Any]], monitoring: d
     names = [rule["alert"] for rule in rules]
     assert sorted(names) == sorted([
         "HomeostatOperatorDown", "HomeostatPrometheusUnreachable", "HomeostatEvaluationsStalled",
-        "HomeostatEvaluationsLagging", "HomeostatIncidentEscalated",
+        "HomeostatEvaluationsLagging", "HomeostatIncidentEscalated", "HomeostatNoLeader",
     ])
     for rule in rules:
         assert set(rule) <= RULE, f"{rule['alert']}: unknown fields {set(rule) - RULE}"
@@ -174,6 +174,9 @@ def test_promtool_accepts_the_rules(monitoring: dict[str, dict[str, Any]], tmp_p
 # (honorLabels) `namespace` = the policy's on per-policy metrics, the target's on the others.
 OPERATOR = 'job="homeostat-metrics", instance="10.0.0.7:9464", pod="homeostat-operator-abc"'
 SYSTEM = f'{OPERATOR}, namespace="homeostat-system"'
+# A second replica of the operator (with leader election, one of the two leads).
+STANDBY = ('job="homeostat-metrics", instance="10.0.0.8:9464", pod="homeostat-operator-def", '
+           'namespace="homeostat-system"')
 
 
 def alert(name: str, labels: dict[str, str], severity: str) -> dict[str, Any]:
@@ -190,12 +193,36 @@ RULE_TESTS: list[dict[str, Any]] = [
             {"series": f'homeostat_evaluation_lag_seconds{{{OPERATOR}, namespace="shop", policy="checkout"}}',
              "values": "0.01x60"},
             {"series": f'homeostat_incidents_total{{{SYSTEM}, phase="Detected"}}', "values": "0x30 1x30"},
+            {"series": f'homeostat_leader{{{SYSTEM}, lease="homeostat"}}', "values": "1x60"},
+            {"series": f'homeostat_leader{{{STANDBY}, lease="homeostat"}}', "values": "0x60"},
         ],
         "alert_rule_test": [
             {"eval_time": f"{m}m", "alertname": name, "exp_alerts": []}
             for m in (10, 29) for name in ("HomeostatOperatorDown", "HomeostatPrometheusUnreachable",
                                            "HomeostatEvaluationsStalled", "HomeostatEvaluationsLagging",
-                                           "HomeostatIncidentEscalated")
+                                           "HomeostatIncidentEscalated", "HomeostatNoLeader")
+        ],
+    },
+    {   # the leader's pod goes at 10m (its series ends); the standby leads a scrape later: no alert
+        "interval": "30s",
+        "input_series": [
+            {"series": f'homeostat_leader{{{SYSTEM}, lease="homeostat"}}', "values": "1x20"},
+            {"series": f'homeostat_leader{{{STANDBY}, lease="homeostat"}}', "values": "0x21 1x40"},
+        ],
+        "alert_rule_test": [{"eval_time": f"{m}m", "alertname": "HomeostatNoLeader", "exp_alerts": []}
+                            for m in (10, 11, 14, 25)],
+    },
+    {   # from 5m neither replica holds the Lease of shard 1 (say, RBAC): fires after 2 minutes
+        "interval": "1m",
+        "input_series": [
+            {"series": f'homeostat_leader{{{SYSTEM}, lease="homeostat-shard-1"}}', "values": "1x4 0x20"},
+            {"series": f'homeostat_leader{{{STANDBY}, lease="homeostat-shard-1"}}', "values": "0x25"},
+            {"series": f'homeostat_leader{{{STANDBY}, lease="homeostat-shard-0"}}', "values": "1x25"},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "6m", "alertname": "HomeostatNoLeader", "exp_alerts": []},
+            {"eval_time": "8m", "alertname": "HomeostatNoLeader", "exp_alerts": [
+                alert("HomeostatNoLeader", {"namespace": NAMESPACE, "lease": "homeostat-shard-1"}, "critical")]},
         ],
     },
     {   # the operator stops answering at 5m: down after 5 more minutes

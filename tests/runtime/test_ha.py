@@ -195,6 +195,46 @@ def test_two_replicas_one_acts_and_a_kill_9_mid_incident_hands_over_without_repe
     assert len(kopf_writes(requests)) <= 6, [str(r.body)[:100] for r in kopf_writes(requests)]
 
 
+def simple_spec(prometheus_url: str) -> dict[str, Any]:
+    """A policy whose Prometheus is not there: its status is written every cycle all the same."""
+    return {"target": {"kind": "Deployment", "name": "checkout"}, "interval": "1s", "lookback": "30s",
+            "prometheus": {"url": prometheus_url, "timeout": "1s"}, "signals": [{"name": "up", "query": "up"}]}
+
+
+def test_a_leader_stopped_with_sigterm_releases_the_lease_after_its_last_write(
+    cluster: Any, start_operator: Any
+) -> None:
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+    cluster.apply(deployment("checkout"))
+    # A 30-s lease: a takeover by expiry would be slow; the release makes it one retry period.
+    slow_expiry = [*LEADER_ELECTION, "--lease-duration", "30", "--renew-deadline", "10"]
+    first = start_operator(None, extra=slow_expiry)
+    wait_until(lambda: leader_gauge(first, "homeostat") == 1.0, timeout=30, message=f"no leader:\n{first.log()}")
+    second = start_operator(None, extra=slow_expiry)
+    wait_until(lambda: "standing by" in second.log_path.read_text(), timeout=30,
+               message=f"the second replica is not standing by:\n{second.log()}")
+    cluster.apply(policy("checkout", simple_spec(f"http://127.0.0.1:{free_port()}")))
+    wait_until(lambda: by(first, status_writes(cluster.requests, "checkout")), timeout=30,
+               message=f"the leader wrote no status:\n{first.log()}")
+
+    first.process.send_signal(signal.SIGTERM)  # what the kubelet sends to a pod being stopped
+    assert first.process.wait(timeout=30) == 0
+    wait_until(lambda: by(second, status_writes(cluster.requests, "checkout")), timeout=25,
+               message=f"the standby did not take over:\n{second.log()}")
+    requests = cluster.requests
+    lease_puts = [(i, r) for i, r in enumerate(requests) if r.method == "PUT" and r.status == 200
+                  and r.path.endswith(f"/namespaces/{NAMESPACE}/leases/homeostat")]
+    (release,) = [i for i, r in lease_puts if r.body["spec"]["holderIdentity"] == ""]
+    assert by(first, [requests[release]])
+    taken = next(i for i, r in lease_puts if i > release)
+    assert by(second, [requests[taken]])  # the standby acquired the released Lease
+    # The leader's last write came before it let go; the standby's first after it took over.
+    writes = status_writes(requests, "checkout")
+    assert max(requests.index(w) for w in by(first, writes)) < release
+    assert min(requests.index(w) for w in by(second, writes)) > taken
+    assert "released Lease" in first.log_path.read_text()
+
+
 def test_two_shards_each_run_only_their_own_policies(cluster: Any, start_operator: Any) -> None:
     cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
     cluster.apply(deployment("checkout"))
@@ -208,10 +248,7 @@ def test_two_shards_each_run_only_their_own_policies(cluster: Any, start_operato
     shards = [start_operator(None, extra=[*LEADER_ELECTION, "--shard-index", str(i), "--shard-count", "2"])
               for i in (0, 1)]
     for name in names[0] + names[1]:
-        cluster.apply(policy(name, {
-            "target": {"kind": "Deployment", "name": "checkout"}, "interval": "1s", "lookback": "30s",
-            "prometheus": {"url": closed, "timeout": "1s"}, "signals": [{"name": "up", "query": "up"}],
-        }))
+        cluster.apply(policy(name, simple_spec(closed)))
 
     def written() -> bool:
         return all(status_writes(cluster.requests, n) for n in names[0] + names[1])
