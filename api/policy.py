@@ -31,6 +31,13 @@ class Direction(enum.StrEnum):
     BOTH = "both"
 
 
+class SignalRole(enum.StrEnum):
+    """What a signal's anomaly means: a symptom is a problem; a context signal only explains one."""
+
+    SYMPTOM = "symptom"  # latency, errors: an anomaly opens an incident
+    CONTEXT = "context"  # load, traffic: judged and shown, routes steps (`when`), never opens an incident alone
+
+
 class Sensitivity(enum.StrEnum):
     """How readily the detector alarms; `medium` suits most latency and error signals."""
 
@@ -108,6 +115,12 @@ class Signal(WireModel):
     name: Annotated[str, Field(min_length=1, max_length=63, pattern=SIGNAL_NAME_PATTERN)]
     query: Annotated[str, Field(min_length=1)] = Field(description="PromQL instant-vector expression.")
     direction: Direction = Field(default=Direction.UP, description="Which way is bad.")
+    role: SignalRole = Field(
+        default=SignalRole.SYMPTOM,
+        description="symptom: a confirmed anomaly opens (or reopens) an incident. context: a cause such as load, "
+                    "judged and shown, usable in steps' `when` and verified when involved, but never opening an "
+                    "incident alone (a surge the service absorbs is not an incident).",
+    )
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
     guard: GuardSpec | None = None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+from homeostat.api.policy import SignalRole
 from homeostat.api.status import SeriesVerdict
 from homeostat.api.times import parse_time
 from homeostat.operator.monitor import CycleResult, PolicyMonitor
@@ -28,6 +29,7 @@ def observations(result: CycleResult, monitor: PolicyMonitor) -> Observations:
     """What this cycle saw, for the state machine; no fresh finite point means no data."""
     signals: dict[str, SignalNow] = {}
     started: list[float] = []
+    context = {s.name for s in monitor.spec.signals if s.role == SignalRole.CONTEXT}
     interval = monitor.spec.interval_seconds
     for name, judgement in result.judgements.items():
         table = monitor.tables[name]
@@ -55,11 +57,12 @@ def observations(result: CycleResult, monitor: PolicyMonitor) -> Observations:
         signals[name] = SignalNow(
             name=name, usable=usable, verdict=str(status.verdict),
             reason=status.message or ("" if usable else "no fresh data"), series=tuple(series),
+            context=name in context,
         )
     if result.unavailable:
         for name, signal in signals.items():
             signals[name] = SignalNow(name=name, usable=False, verdict="no-data", reason=result.unavailable,
-                                      series=signal.series)
+                                      series=signal.series, context=signal.context)
     return Observations(at=result.evaluated_at, signals=signals, anomaly_started_at=min(started, default=None))
 
 

@@ -77,6 +77,7 @@ class SignalNow:
     verdict: str = "normal"  # the signal's overall verdict: normal | anomalous | learning | no-data
     reason: str = ""
     series: tuple[SeriesNow, ...] = ()
+    context: bool = False  # role: context (a cause such as load): never opens or reopens an incident alone
 
     @property
     def confirmed(self) -> bool:
@@ -102,6 +103,11 @@ class Observations:
     @property
     def confirmed(self) -> list[str]:
         return [name for name, signal in self.signals.items() if signal.usable and signal.confirmed]
+
+    @property
+    def symptoms(self) -> list[str]:
+        """The confirmed signals that are symptoms: only these open or reopen an incident."""
+        return [name for name in self.confirmed if not self.signals[name].context]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -434,7 +440,7 @@ def decide(
 
     # 4. No incident in progress: open (or reopen) one on a confirmed anomaly, else tidy up.
     if latest is None or not is_active(latest):
-        if obs.confirmed:
+        if obs.symptoms:
             if (
                 latest is not None
                 and latest.status.phase == IncidentPhase.RESOLVED
@@ -444,10 +450,10 @@ def decide(
             ):
                 return Decision(
                     kind=Kind.REOPEN, incident=latest.name,
-                    message=f"{', '.join(obs.confirmed)} anomalous again "
+                    message=f"{', '.join(obs.symptoms)} anomalous again "
                             f"{format_duration(now - parse_time(latest.status.resolved_at))} after resolution",
                 )
-            return Decision(kind=Kind.OPEN, signal=obs.confirmed[0], involved=involved_now(obs),
+            return Decision(kind=Kind.OPEN, signal=obs.symptoms[0], involved=involved_now(obs),
                             anomaly_started_at=obs.anomaly_started_at,
                             message="anomaly confirmed on " + ", ".join(obs.confirmed))
         for incident in sorted(incidents, key=lambda i: i.spec.detected_at):

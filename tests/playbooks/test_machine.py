@@ -106,6 +106,22 @@ def test_a_confirmed_anomaly_opens_an_incident_with_the_band_at_detection() -> N
         ("latency", 1.0, 0.1, 0.05, 0.15)]
 
 
+def test_a_context_signal_never_opens_or_reopens_an_incident_alone_but_is_involved_with_a_symptom() -> None:
+    def with_load(**signals: SeriesNow) -> Observations:
+        obs = observe(**signals)
+        load = obs.signals["load"]
+        context = SignalNow(name="load", usable=True, verdict=load.verdict, series=load.series, context=True)
+        return Observations(at=obs.at, signals={**obs.signals, "load": context},
+                            anomaly_started_at=obs.anomaly_started_at)
+
+    assert run([], with_load(latency=NORMAL, errors=NORMAL, load=HIGH)).kind == Kind.IDLE  # a surge absorbed
+    resolved = incident(IncidentPhase.RESOLVED, resolved_at=format_time(NOW - 60))
+    assert run([resolved], with_load(latency=NORMAL, errors=NORMAL, load=HIGH)).kind == Kind.IDLE
+    opened = run([], with_load(latency=HIGH, errors=NORMAL, load=HIGH))
+    assert opened.kind == Kind.OPEN and opened.signal == "latency"
+    assert {s.signal for s in opened.involved} == {"latency", "load"}  # verified back in band too
+
+
 def test_no_data_never_opens_an_incident() -> None:
     assert run([], observe(latency=None, errors=None)).kind == Kind.IDLE
 
