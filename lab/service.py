@@ -1,30 +1,122 @@
-"""A simulated microservice that serves real Prometheus metrics.
+"""Request metrics of simulated pods, served as a real instrumented service serves them.
 
-Each pod of the service handles Poisson-distributed requests whose latencies are log-normal
-around a base that grows with the load per pod (a simple queueing effect), and a small
-fraction of which fail with 5xx. It exports what a real HTTP service instrumented with a
-Prometheus client exports: `http_request_duration_seconds` (histogram) and
-`http_requests_total` (counter by status code), labelled by namespace, service and pod.
-Faults change the model (`latency_factor`, `error_rate`) so detectors have something to find.
+`RequestMetrics` keeps the cumulative counters of each pod's process and exposes them through a
+prometheus_client collector, exactly what an HTTP service instrumented with a Prometheus client
+exports: `http_request_duration_seconds` (histogram) and `http_requests_total` (counter by
+status code), labelled by namespace, service and pod. A pod that stops (deleted, not ready)
+stops being exported, and Prometheus marks its series stale, as for a dead process. The same
+counters render a *history* (the cumulative series a service would have exported in the past)
+for `PrometheusServer.import_history`, so live scrapes and imported past are one model.
+
+`SimulatedService` is the one-service simulation of `homeostat demo`: a fixed list of pods and
+a few knobs (`ServiceModel`). The fleet of the lab (`lab/fleet.py`) follows Deployments in the
+emulated API server instead, with the load, latency and fault model of `lab/model.py`.
 """
 
 from __future__ import annotations
 
-import math
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-from prometheus_client import Counter, Histogram
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from homeostat.lab.exporter import Exporter
+from homeostat.lab.model import CODES, LATENCY_BUCKETS, SERVER_ERROR, Pod, PodBehaviour, Sample, draw, queueing_factor
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0)
+Labels = tuple[tuple[str, str], ...]
+Series = dict[tuple[str, Labels], list[tuple[float, float]]]
+"""(metric name, sorted label pairs) -> [(unix time, value)], oldest first: `import_history`'s input."""
+
+LABELS = ("namespace", "service", "pod")
+BUCKET_BOUNDS = tuple(repr(float(edge)) for edge in LATENCY_BUCKETS)  # the `le` labels, as the client writes them
+
+
+class RequestCounters:
+    """The cumulative counters of one pod's process since it started."""
+
+    def __init__(self) -> None:
+        self.buckets = np.zeros(len(LATENCY_BUCKETS) + 1, dtype=np.int64)  # per bucket, not cumulative
+        self.count = 0
+        self.latency_sum = 0.0
+        self.codes = dict.fromkeys(CODES, 0)
+
+    def add(self, sample: Sample) -> None:
+        self.buckets += sample.buckets
+        self.count += sample.requests
+        self.latency_sum += sample.latency_sum
+        for code, value in sample.codes.items():
+            self.codes[code] = self.codes.get(code, 0) + value
+
+    def series(self) -> list[tuple[str, dict[str, str], float]]:
+        """(metric name, extra labels, value) of every exported sample, in exposition order."""
+        cumulative = np.cumsum(self.buckets)
+        found = [("http_request_duration_seconds_bucket", {"le": bound}, float(value))
+                 for bound, value in zip(BUCKET_BOUNDS, cumulative[:-1], strict=True)]
+        found += [
+            ("http_request_duration_seconds_bucket", {"le": "+Inf"}, float(self.count)),
+            ("http_request_duration_seconds_count", {}, float(self.count)),
+            ("http_request_duration_seconds_sum", {}, self.latency_sum),
+        ]
+        found += [("http_requests_total", {"code": code}, float(value)) for code, value in sorted(self.codes.items())]
+        return found
+
+
+def append_history(out: Series, *, counters: RequestCounters, labels: dict[str, str], t: float) -> None:
+    """Add the samples `counters` would be scraped with at `t`, labelled `labels`, to `out`."""
+    for name, extra, value in counters.series():
+        out.setdefault((name, tuple(sorted({**labels, **extra}.items()))), []).append((float(t), value))
+
+
+class RequestMetrics(Collector):
+    """The request metrics of one service's pods, exposed from `registry` (thread-safe)."""
+
+    def __init__(self, *, namespace: str, service: str, registry: CollectorRegistry | None = None) -> None:
+        self.namespace = namespace
+        self.service = service
+        self._pods: dict[str, RequestCounters] = {}
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def record(self, pod: str, sample: Sample) -> None:
+        """Count what `pod` served; a pod seen for the first time starts from zero."""
+        with self._lock:
+            self._pods.setdefault(pod, RequestCounters()).add(sample)
+
+    def retain(self, pods: Iterable[str]) -> None:
+        """Keep exporting only these pods: the counters of a process that is gone go with it."""
+        keep = set(pods)
+        with self._lock:
+            for name in [name for name in self._pods if name not in keep]:
+                del self._pods[name]
+
+    @property
+    def pods(self) -> list[str]:
+        with self._lock:
+            return sorted(self._pods)
+
+    def collect(self) -> Iterator[Metric]:
+        histogram = HistogramMetricFamily("http_request_duration_seconds", "Request latency.", labels=LABELS)
+        requests = CounterMetricFamily("http_requests", "Requests served, by status code.", labels=(*LABELS, "code"))
+        with self._lock:
+            for pod, counters in sorted(self._pods.items()):
+                values = (self.namespace, self.service, pod)
+                cumulative = np.cumsum(counters.buckets)
+                buckets = [(bound, float(v)) for bound, v in zip(BUCKET_BOUNDS, cumulative[:-1], strict=True)]
+                histogram.add_metric(values, [*buckets, ("+Inf", float(counters.count))], counters.latency_sum)
+                for code, value in sorted(counters.codes.items()):
+                    requests.add_metric((*values, code), float(value))
+        yield histogram
+        yield requests
 
 
 @dataclass
 class ServiceModel:
-    """The knobs of one service; faults are changes to these."""
+    """The knobs of the demo's one service; faults are changes to these."""
 
     base_latency: float = 0.05  # seconds, median at nominal load
     latency_sigma: float = 0.25  # log-normal spread
@@ -36,13 +128,21 @@ class ServiceModel:
     pod_latency_factor: dict[str, float] = field(default_factory=dict)  # one sick pod
 
     def median_latency(self, pods: int, pod: str) -> float:
-        utilisation = min(self.rate_per_second / max(pods, 1) / self.capacity_per_pod, 0.95)
-        queueing = 1.0 / (1.0 - utilisation)  # M/M/1-like growth with load
-        return self.base_latency * queueing * self.latency_factor * self.pod_latency_factor.get(pod, 1.0)
+        utilisation = self.rate_per_second / max(pods, 1) / self.capacity_per_pod
+        return self.base_latency * queueing_factor(utilisation) * self.latency_factor \
+            * self.pod_latency_factor.get(pod, 1.0)
+
+    def behaviour(self, pods: list[str]) -> list[PodBehaviour]:
+        error_rate = self.base_error_rate if self.error_rate is None else self.error_rate
+        rate = self.rate_per_second / max(len(pods), 1)
+        return [PodBehaviour(pod=Pod(name=pod, started=0.0), rate=rate, utilisation=rate / self.capacity_per_pod,
+                             median_latency=self.median_latency(len(pods), pod),
+                             failures=((SERVER_ERROR, min(max(error_rate, 0.0), 1.0)),))
+                for pod in pods]
 
 
 class SimulatedService:
-    """One service with a few pods, publishing its metrics on its own exporter."""
+    """One service with a fixed list of pods, publishing its metrics on its own exporter."""
 
     def __init__(
         self, *, name: str, namespace: str = "default", pods: list[str] | None = None,
@@ -54,15 +154,8 @@ class SimulatedService:
         self.model = model or ServiceModel()
         self.tick = tick
         self.exporter = Exporter()
+        self.metrics = RequestMetrics(namespace=namespace, service=name, registry=self.exporter.registry)
         self._rng = np.random.default_rng(seed)
-        labels = ("namespace", "service", "pod")
-        self.latency = Histogram(
-            "http_request_duration_seconds", "Request latency.", labels,
-            buckets=LATENCY_BUCKETS, registry=self.exporter.registry,
-        )
-        self.requests = Counter(
-            "http_requests", "Requests served, by status code.", (*labels, "code"), registry=self.exporter.registry
-        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -74,27 +167,11 @@ class SimulatedService:
     def step(self, seconds: float) -> None:
         """Serve `seconds` worth of requests on every pod."""
         with self._lock:
-            model = self.model
-            pods = list(self.pods)
-            for pod in pods:
-                expected = model.rate_per_second / max(len(pods), 1) * seconds
-                count = int(self._rng.poisson(expected))
-                if count == 0:
-                    continue
-                median = model.median_latency(len(pods), pod)
-                latencies = self._rng.lognormal(math.log(median), model.latency_sigma, size=count)
-                error_rate = model.base_error_rate if model.error_rate is None else model.error_rate
-                errors = int(self._rng.binomial(count, min(max(error_rate, 0.0), 1.0)))
-                histogram = self.latency.labels(self.namespace, self.name, pod)
-                for value in latencies:
-                    histogram.observe(float(value))
-                self.requests.labels(self.namespace, self.name, pod, "200").inc(count - errors)
-                if errors:
-                    self.requests.labels(self.namespace, self.name, pod, "500").inc(errors)
+            for pod in self.model.behaviour(list(self.pods)):
+                self.metrics.record(pod.pod.name, draw(self._rng, pod, dt=seconds,
+                                                       latency_sigma=self.model.latency_sigma))
 
-    def history(
-        self, *, start: float, end: float, step: float, instance: str, job: str = "lab"
-    ) -> dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]]:
+    def history(self, *, start: float, end: float, step: float, instance: str, job: str = "lab") -> Series:
         """The cumulative series this service would have exported from `start` to `end`.
 
         Same model and pods as the live service, sampled every `step` seconds, labelled as the
@@ -102,48 +179,21 @@ class SimulatedService:
         the tests start with a warm past instead of waiting for one. The live counters start
         from zero afterwards, which Prometheus' `rate()` reads as an ordinary counter reset.
         """
-        model = self.model
-        error_rate = model.base_error_rate if model.error_rate is None else model.error_rate
-        edges = np.asarray(LATENCY_BUCKETS)
-        times = np.arange(start, end, step)
-        out: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = {}
-        for pod in self.pods:
-            base = {"namespace": self.namespace, "service": self.name, "pod": pod, "instance": instance, "job": job}
-            buckets = np.zeros(len(edges) + 1)
-            total = ok = failed = 0.0
-            latency_sum = 0.0
-            rows: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = {}
-
-            def put(name: str, extra: dict[str, str], t: float, value: float,
-                    rows: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = rows,
-                    base: dict[str, str] = base) -> None:
-                rows.setdefault((name, tuple(sorted({**base, **extra}.items()))), []).append((float(t), value))
-
-            median = model.median_latency(len(self.pods), pod)
-            for t in times:
-                count = int(self._rng.poisson(model.rate_per_second / max(len(self.pods), 1) * step))
-                latencies = self._rng.lognormal(math.log(median), model.latency_sigma, size=count)
-                buckets += np.bincount(np.searchsorted(edges, latencies, side="left"), minlength=len(edges) + 1)
-                errors = int(self._rng.binomial(count, min(max(error_rate, 0.0), 1.0)))
-                total += count
-                failed += errors
-                ok += count - errors
-                latency_sum += float(latencies.sum())
-                cumulative = np.cumsum(buckets)
-                for edge, value in zip(LATENCY_BUCKETS, cumulative[:-1], strict=True):
-                    put("http_request_duration_seconds_bucket", {"le": repr(edge)}, t, float(value))
-                put("http_request_duration_seconds_bucket", {"le": "+Inf"}, t, total)
-                put("http_request_duration_seconds_count", {}, t, total)
-                put("http_request_duration_seconds_sum", {}, t, latency_sum)
-                put("http_requests_total", {"code": "200"}, t, ok)
-                put("http_requests_total", {"code": "500"}, t, failed)
-            out.update(rows)
+        out: Series = {}
+        counters = {pod: RequestCounters() for pod in self.pods}
+        for t in np.arange(start, end, step):
+            for pod in self.model.behaviour(list(self.pods)):
+                counters[pod.pod.name].add(draw(self._rng, pod, dt=step, latency_sigma=self.model.latency_sigma))
+                labels = {"namespace": self.namespace, "service": self.name, "pod": pod.pod.name,
+                          "instance": instance, "job": job}
+                append_history(out, counters=counters[pod.pod.name], labels=labels, t=float(t))
         return out
 
     def set_pods(self, pods: list[str]) -> None:
         """Follow the workload: the pods that exist now (dead pods stop reporting)."""
         with self._lock:
             self.pods = list(pods)
+            self.metrics.retain(self.pods)
 
     def _run(self) -> None:
         while not self._stop.wait(self.tick):
