@@ -274,7 +274,12 @@ class Adaptive(BaseDetector):
         return f, max(s, floor), name
 
     def _deviation(self, x: float, f: float, s: float) -> float:
-        return self._directional((x - f) / s)
+        d = (x - f) / s
+        if self.direction is Direction.UP:
+            return d
+        if self.direction is Direction.DOWN:
+            return -d
+        return abs(d)
 
     def _directional(self, d: float) -> float:
         if self.direction is Direction.UP:
@@ -286,7 +291,11 @@ class Adaptive(BaseDetector):
     def _drift_next(self, x: float, f: float, s: float) -> float:
         """The drift channel's mean after a point ``x`` with forecast ``f`` and scale ``s`` (signed)."""
         c = self.record_floor
-        d = max(-c, min(c, (x - f) / s))
+        d = (x - f) / s
+        if d > c:
+            d = c
+        elif d < -c:
+            d = -c
         return self.drift + self.drift_alpha * (d - self.drift)
 
     # -- the estimator ---------------------------------------------------------------------
@@ -294,9 +303,11 @@ class Adaptive(BaseDetector):
         if not self.warm:
             return learning_verdict(self.n, self.min_history)
         f, s, name = self._forecast(self._slot(t))
-        return self._verdict(x, f, s, name, self._deviation(x, f, s))
+        drift = self._drift_next(x, f, s) if self.drift_alpha > 0.0 else 0.0
+        return self._verdict(x, f, s, name, self._deviation(x, f, s), drift)
 
-    def _verdict(self, x: float, f: float, s: float, name: str, e: float) -> Verdict:
+    def _verdict(self, x: float, f: float, s: float, name: str, e: float, drift_next: float) -> Verdict:
+        """The verdict on ``x`` (residual ``e``); ``drift_next`` is the drift channel's mean with ``x`` (signed)."""
         record = max(self.record / s, self.record_floor)  # the record in current error units
         band = max(self.band_record / s, self.record_floor)  # the normal record, <= record
         thr = self.threshold
@@ -304,14 +315,18 @@ class Adaptive(BaseDetector):
         alarm = e > thr * band
         half = thr * band * s
         side = "upper" if x >= f else "lower"
-        score = ratio_to_score(r)
         drift, drift_record, drift_r = 0.0, 0.0, 0.0
         if self.drift_alpha > 0.0:
-            drift = self._directional(self._drift_next(x, f, s))
-            drift_record = max(self.drift_record, self.drift_floor)
+            way = self.direction
+            drift = drift_next if way is Direction.UP else (-drift_next if way is Direction.DOWN else abs(drift_next))
+            drift_record = self.drift_record if self.drift_record > self.drift_floor else self.drift_floor
             drift_r = drift / (drift_record * thr)
-            drift_score = ratio_to_score(drift_r)
-            score = max(score, drift_score if alarm else min(drift_score, 0.5))
+        if drift_r > r:  # the drift is the stronger evidence; alone it lifts the score to 0.5 at most
+            score = ratio_to_score(drift_r)
+            if not alarm and score > 0.5:
+                score = 0.5
+        else:
+            score = ratio_to_score(r)
         if r > 1.0:
             reason = f"{name} residual {e:.1f} MAE breaks record {record:.1f} x{thr:.2f} ({side})"
         elif drift_r > 1.0:
@@ -342,31 +357,35 @@ class Adaptive(BaseDetector):
         slot = self._slot(t)
         f, s, name = self._forecast(slot)
         e = self._deviation(x, f, s)
-        verdict = self._verdict(x, f, s, name, e)
-        self._update(t, x, slot, f, e, s)
+        drift = self._drift_next(x, f, s) if self.drift_alpha > 0.0 else 0.0
+        verdict = self._verdict(x, f, s, name, e, drift)
+        self._update(t, x, slot, f, e, s, drift)
         self._decay_feedback()
         return verdict
 
     def _learn(self, t: float, x: float) -> None:
         slot = self._slot(t)
-        f, e, s = math.nan, math.nan, math.nan
+        f, e, s, drift = math.nan, math.nan, math.nan, 0.0
         if self.warm:
             f, s, _ = self._forecast(slot)
             e = self._deviation(x, f, s)
-        self._update(t, x, slot, f, e, s)
+            if self.drift_alpha > 0.0:
+                drift = self._drift_next(x, f, s)
+        self._update(t, x, slot, f, e, s, drift)
 
     def _record_decay(self, t: float) -> float:
         """Decay of the record since the last learned point: 0.5 ** (elapsed / half-life)."""
         dt = t - self.last_t
         return 0.5 ** (dt / self.record_half_life) if dt > 0.0 else 1.0
 
-    def _update(self, t: float, x: float, slot: int, f: float, e: float, s: float) -> None:
+    def _update(self, t: float, x: float, slot: int, f: float, e: float, s: float, drift: float) -> None:
         """Learn ``x`` given its residual ``e`` (in units of ``s``) against the pre-update forecast ``f``.
 
         ``e`` is nan while learning. The records are kept in the series' own units (``e * s``),
         so a drifting error scale does not make old records look small or large. A point
         outside the band (``out``, either side) is part of an excursion and is not learned
-        by the normal model: the band's record, the level and the profile stay put.
+        by the normal model: the band's record, the level and the profile stay put. ``drift``
+        is the drift channel's new mean (signed; ignored while learning or when disabled).
         """
         p = self.profile[slot]
         out = 0
@@ -378,8 +397,11 @@ class Adaptive(BaseDetector):
             decay = self._record_decay(t)
             self.record = max(e * s, self.record * decay)
             if self.drift_alpha > 0.0:
-                self.drift = self._drift_next(x, f, s)
-                self.drift_record = max(self._directional(self.drift), self.drift_record * decay)
+                self.drift = drift
+                way = self.direction
+                watched = drift if way is Direction.UP else (-drift if way is Direction.DOWN else abs(drift))
+                held = self.drift_record * decay
+                self.drift_record = watched if watched > held else held
             self.band_record *= decay
             self.exc_max *= decay
             if out:
