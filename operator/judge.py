@@ -95,7 +95,7 @@ def judge_signal(
         state.last_seen = now
         state.last_value = sample.value
         if not math.isfinite(sample.value):
-            state.window.append(False)
+            state.record(anomalous=False)
             rows.append((0.0, _series_status(state, SeriesVerdict.NO_DATA, f"value is {sample.value}", confirm_k)))
             continue
         started = time.perf_counter()
@@ -105,11 +105,12 @@ def judge_signal(
         state.learned_points += 1
         breach = _guard_breach(signal.guard, sample.value)
         # A detector may alarm once at the onset of an anomaly; confirmation needs to know that
-        # the following points are still out of band, so both count.
-        anomalous = breach is not None or (
-            verdict.warm and (verdict.alarm or _outside_band(signal.direction, sample.value, verdict))
-        )
-        state.window.append(anomalous)
+        # the following points are still out of band, so both count as anomalous points. But a
+        # run of points just outside the band with no alarm at all is noise at the band's edge:
+        # confirmation also needs an alarm (or a guard breach) among the window's points.
+        alarm = breach is not None or (verdict.warm and verdict.alarm)
+        anomalous = alarm or (verdict.warm and _outside_band(signal.direction, sample.value, verdict))
+        state.record(anomalous=anomalous, alarm=alarm)
         if anomalous:
             anomalous_now.add(id(state))
             kind, reason = SeriesVerdict.ANOMALOUS, breach or verdict.reason
@@ -122,15 +123,16 @@ def judge_signal(
     for state in table:
         if id(state) in seen:
             continue
-        state.window.append(False)  # no data breaks a run of anomalous points
+        state.record(anomalous=False)  # no data breaks a run of anomalous points
         reason = no_data_reason if samples is None else f"stale: no sample for {now - state.last_seen:.0f}s"
         if samples is None or now - state.last_seen >= staleness:
             rows.append((-1.0, _series_status(state, SeriesVerdict.NO_DATA, reason, confirm_k)))
 
-    # Confirmed: the point just seen is anomalous and so were k of the last n. A series
-    # without a usable point this cycle is never confirmed, whatever its history.
+    # Confirmed: the point just seen is anomalous, so were k of the last n, and one of those
+    # was an alarm. A series without a usable point this cycle is never confirmed, whatever its history.
     confirmed = sorted(
-        (state for state in table if id(state) in anomalous_now and state.anomalous_count >= confirm_k),
+        (state for state in table
+         if id(state) in anomalous_now and state.anomalous_count >= confirm_k and state.alarmed),
         key=lambda s: -(s.last_verdict.score if s.last_verdict else 1.0),
     )
     rows.sort(key=lambda row: -row[0])

@@ -28,15 +28,28 @@ class SeriesState:
 
     labels: dict[str, str]
     detector: Detector
-    window: deque[bool]
+    window: deque[bool]  # the last n points: anomalous (alarm, out of band on the watched side, guard breach)
     last_seen: float
     last_value: float | None = None
     last_verdict: Verdict | None = None
     learned_points: int = 0
+    # The same n points: did the detector alarm (or a guard break)? A run of points just outside
+    # the band is not enough to confirm: one of them must have been a real alarm.
+    alarms: deque[bool] = field(default_factory=deque)
+
+    def record(self, *, anomalous: bool, alarm: bool = False) -> None:
+        """Push this cycle's point into the confirmation window (no data: both False)."""
+        self.window.append(anomalous)
+        self.alarms.append(alarm and anomalous)
 
     @property
     def anomalous_count(self) -> int:
         return sum(self.window)
+
+    @property
+    def alarmed(self) -> bool:
+        """Did an alarm (not just an out-of-band point) happen within the window?"""
+        return any(self.alarms)
 
 
 @dataclass
@@ -62,6 +75,7 @@ class SeriesTable:
                 labels=dict(labels),
                 detector=self.make_detector(),
                 window=deque(maxlen=self.window_size),
+                alarms=deque(maxlen=self.window_size),
                 last_seen=now,
             )
             self.states[key] = state

@@ -64,6 +64,26 @@ def test_learning_then_normal_then_confirmed_after_k_of_n() -> None:
     assert verdicts[-1].series[0].expected == 5.0 and verdicts[-1].series[0].upper == 10.0
 
 
+class EdgeDetector(ThresholdDetector):
+    """Alarms only above 30; the band ends at 10: points in (10, 30] are out of band without an alarm."""
+
+    def score_one(self, t: float, x: float) -> Verdict:
+        warm = len(self.learned) >= 2
+        return Verdict(score=min(x / 60, 1.0), expected=5.0, lower=0.0, upper=10.0,
+                       alarm=warm and x > 30, reason="x > 30" if x > 30 else "ok", warm=warm)
+
+
+def test_points_out_of_band_confirm_only_with_an_alarm_among_them() -> None:
+    table = SeriesTable(make_detector=EdgeDetector, window_size=3, ttl=10.0, max_series=10)
+    edge = [_judge(table, [_sample(v, t=i)], now=i).status for i, v in enumerate([5, 5, 12, 12, 12])]
+    assert [v.verdict for v in edge[2:]] == ["anomalous"] * 3  # shown as out of band ...
+    assert not any(v.confirmed for v in edge)  # ... but a run at the band's edge is not an incident
+    onset = [_judge(table, [_sample(v, t=i)], now=i).status for i, v in enumerate([40, 12], start=5)]
+    assert [v.confirmed for v in onset] == [True, True]  # an alarm at the onset, then still out of band
+    later = [_judge(table, [_sample(v, t=i)], now=i).status for i, v in enumerate([12, 12, 12], start=7)]
+    assert [v.confirmed for v in later] == [True, False, False]  # the alarm has left the window of 3
+
+
 def test_nan_and_inf_are_no_data_never_learned_and_break_confirmation() -> None:
     table = _table()
     for i, v in enumerate([5, 5, 50, 50]):
