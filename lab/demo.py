@@ -1,101 +1,93 @@
-"""`homeostat demo`: the whole loop on one machine, no cluster needed.
+"""`homeostat demo`: Homeostat healing a simulated fleet, one scenario after another, on one machine.
 
-Starts the emulated Kubernetes API, a simulated `checkout` service exporting real metrics, a
-real Prometheus scraping it, and the operator as its own process; applies a policy; shows
-what `kubectl get ap` would show while a latency fault comes and goes; then stops every
-process it started, whatever happens (Ctrl-C included).
+Starts the lab (`lab/world.py`: the emulated Kubernetes API, one simulated service per scenario
+exporting real metrics, a real Prometheus scraping them with a warm past, the operator as its
+own process, one AnomalyPolicy per service), then plays the scenarios of `lab/scenarios.py` in
+order with a live timeline (`lab/timeline.py`): the fault injected, the anomaly detected with
+observed vs expected, each action, its verification, resolved or escalated. It ends with a
+table of what happened (detection time, first action, end) and an incident report
+(`lab/report.py`: a plot per incident, `index.html`), and stops every process it started,
+whatever happens (Ctrl-C included).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
 from homeostat.lab.prometheus import INSTALL_HINT, PrometheusMissing, find_prometheus
+from homeostat.lab.scenarios import SCENARIOS, Scenario
 
-API = "homeostat.dev/v1alpha1"
 NAMESPACE = "shop"
+# One service per scenario, so each plays on a workload no other scenario touched.
+SERVICES = {"bad-release": "checkout", "memory-leak": "cart", "traffic-surge": "search",
+            "dependency-outage": "payments", "noisy-healthy": "catalog"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pace:
+    """The policy's timings at a given speed: faster evaluations, shorter windows and verifications."""
+
+    interval: str
+    rate_window: str
+    verify: str
+    cooldown: str
+    confirm_k: int
+    confirm_n: int
+
+    @classmethod
+    def at(cls, speed: float) -> Pace:
+        if speed <= 0:
+            raise ValueError("--speed must be positive")
+        if speed >= 2:
+            return cls(interval="1s", rate_window="6s", verify="12s", cooldown="3s", confirm_k=2, confirm_n=3)
+        return cls(interval="2s", rate_window="10s", verify=f"{max(12, round(20 / speed))}s",
+                   cooldown="5s", confirm_k=3, confirm_n=4)
+
+    def policy_args(self) -> dict[str, Any]:
+        return {"interval": self.interval, "rate_window": self.rate_window, "verify": self.verify,
+                "cooldown": self.cooldown, "confirm_k": self.confirm_k, "confirm_n": self.confirm_n,
+                "lookback": "20m", "evaluation_delay": "1s"}
+
+
+def _scenario_list(text: str) -> list[Scenario]:
+    known = {s.name: s for s in SCENARIOS}
+    names = [n.strip() for n in text.split(",") if n.strip()] if text != "all" else list(known)
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown scenario(s) {unknown}; choose from {', '.join(known)} or all")
+    return [known[n] for n in names]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--history", type=float, default=1800.0,
-                        help="seconds of healthy past imported into Prometheus (detectors back-fill it)")
-    parser.add_argument("--warmup", type=float, default=12.0, help="seconds shown before the fault")
-    parser.add_argument("--fault", type=float, default=25.0, help="seconds the latency fault lasts")
-    parser.add_argument("--recovery", type=float, default=15.0, help="seconds shown after the fault clears")
-    parser.add_argument("--interval", type=float, default=1.0, help="seconds between status lines")
-    parser.add_argument("--keep", type=Path, default=None, help="keep logs in this folder")
-
-
-def demo_policy() -> dict[str, Any]:
-    """The checkout example, sped up for a demo: 1 s scrapes, 2 s evaluations."""
-    return {
-        "apiVersion": API,
-        "kind": "AnomalyPolicy",
-        "metadata": {"name": "checkout-latency", "namespace": NAMESPACE},
-        "spec": {
-            "target": {"kind": "Deployment", "name": "checkout"},
-            "interval": "2s",
-            "lookback": "20m",
-            "evaluationDelay": "1s",
-            "staleness": "10s",
-            "signals": [
-                {
-                    "name": "latency-p99",
-                    "query": 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket'
-                             '{namespace="shop", service="checkout"}[10s])))',
-                    "direction": "up",
-                },
-                {
-                    "name": "error-ratio",
-                    # `or vector(0)`: no 5xx series at all means no errors, not no data
-                    "query": '(sum(rate(http_requests_total{namespace="shop", service="checkout", code=~"5.."}'
-                             '[10s])) or vector(0)) / sum(rate(http_requests_total{namespace="shop", '
-                             'service="checkout"}[10s]))',
-                    "direction": "up",
-                },
-            ],
-            "confirm": {"k": 3, "n": 4},
-            "playbook": {"dryRun": True, "steps": [{"action": "restart"}]},
-        },
-    }
-
-
-def _age(timestamp: str | None) -> str:
-    if not timestamp:
-        return "-"
-    then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return f"{max(0, int((datetime.now(UTC) - then).total_seconds()))}s"
-
-
-def render(obj: dict[str, Any]) -> list[str]:
-    """What `kubectl get ap` shows, then one line per signal: value, expected band, verdict."""
-    status = obj.get("status") or {}
-    lines = [
-        f"{'NAME':<18} {'TARGET':<10} {'PHASE':<10} {'SIGNALS':<14} {'LAST-EVAL':<10} {'INCIDENT':<9}",
-        f"{obj['metadata']['name']:<18} {obj['spec']['target']['name']:<10} {status.get('phase', '-'):<10} "
-        f"{status.get('signalsSummary') or '-':<14} {_age(status.get('lastEvaluation')):<10} "
-        f"{status.get('activeIncident') or '<none>':<9}",
-    ]
-    for row in status.get("signals", []):
-        series = (row.get("series") or [{}])[0]
-        value, expected = series.get("value"), series.get("expected")
-        lower, upper = series.get("lower"), series.get("upper")
-        band = f"[{lower:.4g}, {upper:.4g}]" if lower is not None and upper is not None else "[learning]"
-        shown = f"{value:.4g}" if value is not None else "-"
-        exp = f"{expected:.4g}" if expected is not None else "-"
-        lines.append(f"  {row['name']:<12} value {shown:<9} expected {exp:<9} band {band:<22} "
-                     f"{series.get('verdict', row['verdict']):<9} {series.get('reason', '')[:48]}")
-    return lines
+    parser.add_argument("--scenarios", type=_scenario_list, default=list(SCENARIOS),
+                        help="comma-separated scenarios to play, in order (default: all): "
+                             + ", ".join(s.name for s in SCENARIOS))
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="1: evaluations every 2 s, 3 of 4 to confirm, 20 s verification (default); "
+                             "2 or more: every 1 s, 2 of 3, 12 s")
+    parser.add_argument("--timeout", type=float, default=150.0,
+                        help="seconds a scenario may take before the demo moves on (it says so)")
+    parser.add_argument("--quiet-for", type=float, default=45.0,
+                        help="seconds the noisy-but-healthy scenario plays (nothing should happen)")
+    parser.add_argument("--history", type=float, default=1500.0,
+                        help="seconds of healthy past imported into Prometheus (the detectors back-fill it)")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="folder for the incident report (default: report/ in the demo's folder)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="run in this folder (operator log, report); default: a new temporary folder")
+    parser.add_argument("--seed", type=int, default=7, help="the fleet's random seed")
 
 
 class _Interrupted(Exception):
@@ -117,88 +109,129 @@ def _interruptible() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _wait(until: Callable[[], bool], timeout: float, step: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if until():
+            return True
+        time.sleep(step)
+    return until()
+
+
+def play(*, lab: Any, timeline: Any, scenario: Scenario, timeout: float, quiet_for: float,
+         say: Callable[[str], None], hold: float = 20.0) -> Any:
+    """Play one scenario on its service; return its measured `Episode`."""
+    from homeostat.api.times import parse_time
+    from homeostat.lab.episode import Episode, from_incidents, measure_in_prometheus, prometheus_range
+
+    service = SERVICES[scenario.name]
+    timeline.scenario(f"{scenario.name} on {service}", scenario.description)
+    fault = scenario.fault()
+    injected = time.time()
+    lab.fleet.inject(fault, service=service, now=injected)
+    remedy = f"the right remedy: {scenario.expected_action}" if scenario.expected_action else (
+        "nothing can fix it: Homeostat should escalate once, not loop" if scenario.expected_end == "Escalated"
+        else "nothing should happen")
+    timeline.fault(f"FAULT {fault.name} on {service} ({remedy})")
+
+    def phase() -> str | None:
+        """The phase of this scenario's incident (None: none opened since the fault)."""
+        found = [i for i in lab.incidents(service)
+                 if (parse_time((i.get("spec") or {}).get("detectedAt") or "1970-01-01T00:00:00Z")) >= injected - 1]
+        return ((found[-1].get("status") or {}).get("phase") or "Detected") if found else None
+
+    if scenario.expected_end == "Quiet":
+        _wait(lambda: phase() is not None, quiet_for)
+    elif not _wait(lambda: phase() in (scenario.expected_end, "Escalated", "Failed"), timeout):
+        say(f"{scenario.name}: not over after {timeout:.0f}s (phase {phase()}); moving on")
+    elif phase() == "Escalated":
+        time.sleep(hold)  # the fault goes on: show that nothing more is done (no loop, no new incident)
+    fault.clear()
+    timeline.fault_cleared(f"fault cleared on {service}")
+    episode = Episode(scenario=scenario.name, service=service, arm="homeostat", injected_at=injected,
+                      expected_action=scenario.expected_action, expected_end=scenario.expected_end,
+                      scrape_interval=lab.scrape_interval)
+    from_incidents(episode, lab.incidents(service))
+    time.sleep(2 * lab.scrape_interval)  # the last scrapes land before the range is read
+    return measure_in_prometheus(episode, query=prometheus_range(lab.prometheus.url), until=time.time(),
+                                 namespace=lab.namespace)
+
+
+def _table(episodes: list[Any]) -> list[str]:
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{round(value) + 0:d}s"
+
+    rows = [("SCENARIO", "SERVICE", "EXPECTED", "FIRST-ACTION", "ACTIONS", "END", "DETECTED", "BACK-IN-BAND", "OK")]
+    for e in episodes:
+        ok = e.right_first_action and e.end == e.expected_end
+        rows.append((e.scenario, e.service, e.expected_action or f"none ({e.expected_end})", e.first_action or "none",
+                     str(len(e.changes)), e.end, seconds(e.mttd), seconds(e.mttr), "yes" if ok else "NO"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+
+
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     try:
         find_prometheus()
     except PrometheusMissing:
         print(f"homeostat demo: Prometheus is needed and was not found; {INSTALL_HINT}", file=sys.stderr)
         return 3
-    from homeostat.api.crds import crd_manifests
-    from homeostat.lab.harness import OperatorProcess, deployment
-    from homeostat.lab.kube import EmulatedCluster
-    from homeostat.lab.prometheus import PrometheusServer
-    from homeostat.lab.service import SimulatedService
+    try:
+        pace = Pace.at(args.speed)
+    except ValueError as exc:
+        print(f"homeostat demo: {exc}", file=sys.stderr)
+        return 2
+    from homeostat.lab.report import write_report
+    from homeostat.lab.timeline import Timeline
+    from homeostat.lab.world import Lab
 
+    scenarios: list[Scenario] = args.scenarios
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="homeostat-demo-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    report_dir = args.report or workdir / "report"
 
     def say(text: str) -> None:
         print(f"[{datetime.now().strftime('%H:%M:%S')}] {text}", file=out, flush=True)
 
-    shown: dict[str, Any] = {"key": None, "at": 0.0}
-
-    def show(seconds: float, cluster: Any) -> None:
-        """Print the table when the phase or a verdict changes, and every 6 s otherwise."""
-        until = time.monotonic() + seconds
-        while time.monotonic() < until:
-            obj = cluster.get(API, "anomalypolicies", NAMESPACE, "checkout-latency")
-            status = (obj or {}).get("status") or {}
-            key = (status.get("phase"), tuple((s["name"], s["verdict"]) for s in status.get("signals", [])))
-            if obj and (key != shown["key"] or time.monotonic() - shown["at"] >= 6):
-                shown.update(key=key, at=time.monotonic())
-                say("kubectl get ap")
-                for line in render(obj):
-                    print("    " + line, file=out)
-                print(file=out, flush=True)
-            time.sleep(args.interval)
-
-    with _interruptible(), contextlib.ExitStack() as stack:
+    services = [SERVICES[s.name] for s in scenarios]
+    lab = Lab(services=services, workdir=workdir, namespace=NAMESPACE, seed=args.seed, history=args.history,
+              policy=pace.policy_args())
+    episodes: list[Any] = []
+    timeline: Timeline | None = None
+    with _interruptible():
         try:
-            cluster = stack.enter_context(EmulatedCluster(crds=crd_manifests()))
-            say(f"emulated Kubernetes API on {cluster.url} (kubeconfig {cluster.kubeconfig_path})")
-            cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-            cluster.apply(deployment("checkout", NAMESPACE, replicas=3))
-            service = SimulatedService(name="checkout", namespace=NAMESPACE, seed=7).start()
-            stack.callback(service.stop)
-            say(f"simulated service `checkout` (3 pods) exporting metrics on {service.target}")
-            prometheus = PrometheusServer(scrape_interval=1.0, targets=[service.target])
-            now = time.time()
-            prometheus.import_history(service.history(start=now - args.history, end=now - 1, step=1.0,
-                                                      instance=service.target))
-            stack.enter_context(prometheus)
-            say(f"Prometheus {prometheus.url} scraping it every 1s, with {args.history / 60:.0f} minutes of "
-                "healthy history imported by promtool")
-            operator = OperatorProcess(kubeconfig=cluster.kubeconfig_path, prometheus_url=prometheus.url,
-                                       log_path=workdir / "operator.log", extra=[])
-            stack.callback(operator.stop)
-            operator.wait_ready()
-            say(f"operator running (pid {operator.process.pid}, log {workdir / 'operator.log'})")
-            cluster.apply(demo_policy())
-            say("applied AnomalyPolicy shop/checkout-latency; the operator back-fills its detectors "
-                "(kubectl get ap):")
-            show(args.warmup, cluster)
-            say("FAULT: checkout latency x4 (a slow dependency)")
-            service.model.latency_factor = 4.0
-            show(args.fault, cluster)
-            say("fault cleared")
-            service.model.latency_factor = 1.0
-            show(args.recovery, cluster)
-            if args.keep:
-                import yaml
-
-                final = cluster.get(API, "anomalypolicies", NAMESPACE, "checkout-latency")
-                (workdir / "checkout-latency.yaml").write_text(yaml.safe_dump(final, sort_keys=False))
-                say(f"the policy as `kubectl get ap -o yaml` shows it: {workdir / 'checkout-latency.yaml'}")
-            events = [e for e in cluster.events(NAMESPACE)
-                      if (e.get("involvedObject") or e.get("regarding") or {}).get("name") == "checkout-latency"]
-            say("Events on the policy (kubectl get events):")
-            for event in events:
-                print(f"    {event.get('type', ''):<8} {event.get('reason', ''):<18} {event.get('message', '')[:100]}",
-                      file=out)
+            say(f"starting the lab in {workdir}: emulated Kubernetes API, {len(services)} simulated services "
+                f"({', '.join(services)}), Prometheus with {args.history / 60:.0f} min of healthy history, "
+                "the operator, one AnomalyPolicy per service")
+            lab.start()
+            say(f"API {lab.cluster.url} (kubeconfig {lab.cluster.kubeconfig_path}), Prometheus {lab.prometheus.url}, "
+                f"operator pid {lab.operator.process.pid} (log {workdir / 'operator.log'}); every policy Healthy")
+            say(f"policies evaluate every {pace.interval}, confirm {pace.confirm_k} of {pace.confirm_n}, verify "
+                f"{pace.verify}; playbook: rollback if errors and a recent rollout, scale-out if latency and "
+                "load, restart if latency alone, else escalate")
+            timeline = Timeline(lab.cluster, namespace=NAMESPACE, out=out).start()
+            for scenario in scenarios:
+                episodes.append(play(lab=lab, timeline=timeline, scenario=scenario, timeout=args.timeout,
+                                     quiet_for=args.quiet_for, say=say))
+                time.sleep(2)
+            timeline.stop()
+            print(file=out)
+            say("what happened (DETECTED: seconds from the fault visible in Prometheus to the incident; "
+                "BACK-IN-BAND: from the fault to p99 and errors back under their healthy ceiling)")
+            for line in _table(episodes):
+                print("    " + line, file=out)
+            index = write_report(recording=timeline.snapshot(), out_dir=report_dir, prometheus_url=lab.prometheus.url)
+            (report_dir / "episodes.json").write_text(json.dumps([e.summary() for e in episodes], indent=2))
+            say(f"incident report: {index}")
         except _Interrupted as exc:
             say(f"interrupted ({exc}); stopping everything")
             return 130
         finally:
-            say("stopping the operator, Prometheus, the service and the API server")
+            if timeline is not None:
+                timeline.stop(final_poll=False)
+            say("stopping the operator, Prometheus, the fleet and the API server")
+            lab.stop()
     say("done; no process left behind")
+    failed = [e.scenario for e in episodes if not (e.right_first_action and e.end == e.expected_end)]
+    if failed:
+        say(f"scenarios that did not go as expected: {', '.join(failed)}")
     return 0

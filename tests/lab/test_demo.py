@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -39,23 +40,44 @@ def demo_folder(tmp_path: Path) -> Iterator[Path]:
             os.kill(pid, signal.SIGKILL)
 
 
-def test_demo_detects_the_fault_and_leaves_no_process_behind(demo_folder: Path) -> None:
-    # The demo's policy sees the fault through a 10 s rate() and confirms 3 of 4 evaluations 2 s
-    # apart, and clears as slowly: ~15 s each way when the machine is idle. The windows leave room
-    # for a loaded one, and the fault stays well under the default detector's re-baselining (30 points).
+def test_demo_heals_every_scenario_writes_the_report_and_leaves_no_process_behind(demo_folder: Path) -> None:
+    # Every scenario of lab/scenarios.py on its own service, at the demo's default pace (2 s
+    # evaluations, 3 of 4 to confirm, 20 s verification); ~3 minutes on an idle machine.
     done = subprocess.run(
-        [sys.executable, "-m", "homeostat", "demo", "--history", "900", "--warmup", "6", "--fault", "24",
-         "--recovery", "24", "--keep", str(demo_folder)],
-        capture_output=True, text=True, timeout=300, cwd=demo_folder,
+        [sys.executable, "-m", "homeostat", "demo", "--history", "900", "--quiet-for", "25", "--timeout", "150",
+         "--keep", str(demo_folder)],
+        capture_output=True, text=True, timeout=900, cwd=demo_folder,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    assert "FAULT: checkout latency x4" in out
-    assert "Anomalous" in out and "AnomalyConfirmed" in out and "AnomalyCleared" in out
+    episodes = {e["scenario"]: e for e in json.loads((demo_folder / "report" / "episodes.json").read_text())}
+    got = {name: (e["first_action"], e["actions"], e["end"]) for name, e in episodes.items()}
+    assert got == {
+        "bad-release": ("rollback", 1, "Resolved"),
+        "memory-leak": ("restart", 1, "Resolved"),
+        "traffic-surge": ("scale-out", 1, "Resolved"),
+        "dependency-outage": (None, 0, "Escalated"),  # nothing can fix it: escalated once, no loop
+        "noisy-healthy": (None, 0, "Quiet"),
+    }, out[-6000:]
+    for line in ("FAULT      bad-release on checkout", "DETECTED", "rollback Succeeded", "VERIFY", "RESOLVED",
+                 "ESCALATED"):
+        assert line in out, line
+    # The report: one plot per incident (four: the quiet scenario has none), all embedded in index.html.
+    report = demo_folder / "report"
+    pngs = sorted(report.glob("*.png"))
+    assert len(pngs) == 4 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert (report / "index.html").read_text().count("data:image/png;base64,") == 4
+    assert f"incident report: {report / 'index.html'}" in out
     assert "done; no process left behind" in out
     assert list(_processes_in(demo_folder).values()) == [], "the demo left Prometheus or the operator running"
-    log = (demo_folder / "operator.log").read_text()
-    assert "Operator is stopping" in log
+    assert "Operator is stopping" in (demo_folder / "operator.log").read_text()
+
+
+def test_demo_names_the_known_scenarios_when_given_an_unknown_one(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "homeostat", "demo", "--scenarios", "bad-release,meteor"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "meteor" in done.stderr and "memory-leak" in done.stderr
 
 
 def test_demo_without_prometheus_exits_non_zero_naming_the_fix(tmp_path: Path) -> None:
