@@ -12,10 +12,12 @@ the services export:
 * `latency-p99`: histogram_quantile(0.99) of the rate of the request-duration buckets;
 * `error-ratio`: rate of 5xx over the rate of all requests (`or vector(0)`: no 5xx series
   is no errors, not no data);
-* `load-per-pod`: the request rate per serving pod, avg over pods of each pod's rate. Not the
-  service's total rate: a playbook step is verified by *every* involved signal being back in
-  the band recorded at detection, and a surge's total rate stays high after a successful
-  scale-out (the load is still there; it is the load per replica that scaling brings back).
+* `load-per-pod` (role `context`, `CONTEXT_SIGNALS`: it routes steps and is verified when
+  involved, but never opens an incident alone): the request rate per serving pod, avg over
+  pods of each pod's rate. Not the service's total rate: a playbook step is verified by *every*
+  involved signal being back in the band recorded at detection, and a surge's total rate stays
+  high after a successful scale-out (the load is still there; it is the load per replica that
+  scaling brings back).
 
 One playbook, its `when` conditions routing each fault (a step whose `when` does not hold is
 skipped at once, as is an action that finds nothing to do; exhausted steps escalate):

@@ -14,7 +14,7 @@ import pytest
 from homeostat.api.incident import IncidentPhase, IncidentSpec, IncidentStatus, InvolvedSeries
 from homeostat.api.policy import PolicySpec
 from homeostat.api.times import format_time
-from homeostat.lab.scenarios import SCENARIOS, Scenario, fleet_policy, scenario, signal_queries
+from homeostat.lab.scenarios import CONTEXT_SIGNALS, SCENARIOS, Scenario, fleet_policy, scenario, signal_queries
 from homeostat.playbooks.guards import GuardFacts
 from homeostat.playbooks.machine import IncidentView, Kind, Observations, SeriesNow, SignalNow, decide
 
@@ -29,7 +29,8 @@ def observe(anomalous: set[str]) -> Observations:
         bad = name in anomalous
         point = SeriesNow(labels={}, value=2.0 if bad else 1.0, anomalous=bad, confirmed=bad,
                           expected=1.0, lower=0.8, upper=1.2)
-        signals[name] = SignalNow(name=name, usable=True, verdict="anomalous" if bad else "normal", series=(point,))
+        signals[name] = SignalNow(name=name, usable=True, verdict="anomalous" if bad else "normal", series=(point,),
+                                  context=name in CONTEXT_SIGNALS)
     return Observations(at=NOW, signals=signals, anomaly_started_at=NOW - 9)
 
 
@@ -72,6 +73,8 @@ def test_the_policy_is_valid_and_watches_the_service_it_is_for() -> None:
     for signal in spec.signals:
         assert 'namespace="shop", service="checkout"' in signal.query and "[4s]" in signal.query
     assert [str(step.action) for step in spec.playbook.steps] == ["rollback", "scale-out", "restart"]
+    assert {s.name: str(s.role) for s in spec.signals} == {
+        "latency-p99": "symptom", "error-ratio": "symptom", "load-per-pod": "context"}
     with pytest.raises(ValueError, match="interval"):
         fleet_policy(service="checkout", interval="100ms")  # refused here, not in the operator's status
 
@@ -88,6 +91,14 @@ def test_each_fault_walks_the_playbook_to_its_remedy_or_escalates(case: Scenario
     else:
         assert called[-1] == case.expected_action and end == Kind.ACT
         assert called == [case.expected_action]  # the first action is the remedy, nothing before it
+
+
+def test_a_rise_of_the_load_per_pod_alone_opens_no_incident() -> None:
+    spec = PolicySpec.model_validate(fleet_policy(service="web")["spec"])
+    facts = GuardFacts(now=NOW)
+    assert decide(incidents=[], obs=observe({"load-per-pod"}), policy=spec, facts=facts, now=NOW).kind == Kind.IDLE
+    both = observe({"latency-p99", "load-per-pod"})
+    assert decide(incidents=[], obs=both, policy=spec, facts=facts, now=NOW).kind == Kind.OPEN
 
 
 def test_the_catalogue_names_each_fault_with_its_remedy() -> None:
