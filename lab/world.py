@@ -33,7 +33,7 @@ from homeostat.lab.fleet import Fleet
 from homeostat.lab.harness import OperatorProcess
 from homeostat.lab.kube import EmulatedCluster
 from homeostat.lab.prometheus import PrometheusServer
-from homeostat.lab.scenarios import fleet_policy
+from homeostat.lab.scenarios import DEMO_DAY_SECONDS, fleet_policy
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Lab:
         managed: Sequence[str] | None = None,
         namespace: str = "shop",
         seed: int = 7,
-        day_seconds: float = 1200.0,
+        day_seconds: float = DEMO_DAY_SECONDS,
         history: float = 1500.0,
         scrape_interval: float = 1.0,
         policy: Mapping[str, Any] | None = None,
@@ -139,7 +139,7 @@ class Lab:
         from homeostat.api.durations import parse_duration
 
         self.prometheus.wait_for("up == 1", count=len(self.services), timeout=60)
-        window = parse_duration(str(self.policy_args.get("rate_window", "10s")))
+        window = parse_duration(str(self.policy_args.get("rate_window", "4s")))
         time.sleep(window + 2 * self.scrape_interval)
 
     def policy_status(self, service: str) -> dict[str, Any]:
