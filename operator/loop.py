@@ -291,7 +291,8 @@ async def _one_cycle(
             top = result.judgements[name].confirmed[0]
             verdict = top.last_verdict
             expected = f", expected {verdict.expected:.4g}" if verdict else ""
-            details.append(f"{name} {dict(top.labels) or ''} value {top.last_value:.4g}{expected}".replace(" {}", ""))
+            labels = f" {dict(top.labels)}" if top.labels else ""
+            details.append(f"{name}{labels} value {top.last_value:.4g}{expected}")
         reporter.warn_once("AnomalyConfirmed", "anomaly confirmed: " + "; ".join(details),
                            identity=",".join(sorted(confirmed)))
     else:
