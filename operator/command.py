@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -83,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # Import every detector now, in a thread beside the start-up, not on a policy's first monitor in
+    # the event loop: that import takes seconds on a busy node (river, numpy), and a standby that
+    # just took over would stall its own Lease renewals with it.
+    from homeostat.detectors import registry as detectors
+
+    threading.Thread(target=detectors.names, name="homeostat-imports", daemon=True).start()
     out_of_cluster = args.dev or args.kubeconfig is not None
     try:
         shard = Shard(index=args.shard_index, count=args.shard_count)

@@ -336,24 +336,36 @@ class LeaderElector:
         return Attempt.RENEWED if holder == cfg.identity else Attempt.ACQUIRED
 
     async def release(self) -> bool:
-        """Give the Lease up if this process holds it (clean shutdown): standbys take it at once."""
-        lease = self._lease
+        """Give the Lease up if this process holds it (clean shutdown): standbys take it at once.
+
+        Reads the Lease first: a renewal cancelled on its way out may still land (its request runs
+        in the elector's thread), and a release written on the version before it would be a 409.
+        """
         self._step_down("shutting down", level=logging.INFO)
-        spec = (lease or {}).get("spec") or {}
-        if lease is None or spec.get("holderIdentity") != self.config.identity:
-            return False
-        now = self._wall()
-        released = {**lease, "spec": {**spec, "holderIdentity": "", "leaseDurationSeconds": 1,
-                                      "acquireTime": _micro_time(now), "renewTime": _micro_time(now)}}
-        try:
-            self._observe(await self._call(self._api.replace, namespace=self.config.namespace,
-                                           name=self.config.name, body=released))
-        except Exception as exc:
-            logger.warning("could not release Lease %s (it expires on its own in %gs): %s", self.config.where,
-                           self.config.lease_duration, _describe(exc))
-            return False
-        logger.info("released Lease %s", self.config.where)
-        return True
+        if self._lease is None:
+            return False  # never reached the API server: nothing of ours to release
+        for _ in range(2):
+            try:
+                lease = await self._call(self._api.read, namespace=self.config.namespace, name=self.config.name)
+                spec = (lease or {}).get("spec") or {}
+                if lease is None or spec.get("holderIdentity") != self.config.identity:
+                    return False
+                now = self._wall()
+                released = {**lease, "spec": {**spec, "holderIdentity": "", "leaseDurationSeconds": 1,
+                                              "acquireTime": _micro_time(now), "renewTime": _micro_time(now)}}
+                self._observe(await self._call(self._api.replace, namespace=self.config.namespace,
+                                               name=self.config.name, body=released))
+            except Conflict:
+                continue  # written meanwhile: read it again
+            except Exception as exc:
+                logger.warning("could not release Lease %s (it expires on its own in %gs): %s", self.config.where,
+                               self.config.lease_duration, _describe(exc))
+                return False
+            logger.info("released Lease %s", self.config.where)
+            return True
+        logger.warning("could not release Lease %s: it kept changing (it expires on its own in %gs)",
+                       self.config.where, self.config.lease_duration)
+        return False
 
     # -- helpers -------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ checked are orderings and exclusions, never durations.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -202,6 +203,33 @@ async def test_the_fence_refuses_to_start_an_action_once_renewal_is_overdue(
     with pytest.raises(LeadershipLost):
         await guarded("incident/1/1")
     assert calls == ["incident/0/1"]
+
+
+async def test_a_release_racing_an_in_flight_renewal_still_releases(
+    cluster: Any, candidates: Callable[..., Candidate]
+) -> None:
+    """SIGTERM while a renewal is on the wire: the renewal lands after the elector was cancelled,
+    so the Lease's version is newer than the one the elector last saw; the release still works."""
+    a = candidates("replica-a")
+    assert await a.elector.step() == Attempt.ACQUIRED
+
+    started = threading.Event()
+
+    class SlowRenewals(KubeLeaseApi):
+        def replace(self, *, namespace: str, name: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+            started.set()
+            time.sleep(0.5)  # in the elector's thread: the request is still to be sent when cancelled
+            return super().replace(namespace=namespace, name=name, body=body, timeout=timeout)
+
+    a.elector._api = SlowRenewals(a.client)
+    renewal = asyncio.create_task(a.elector.step())
+    await eventually(started.is_set, timeout=5, message="the renewal never started")
+    renewal.cancel()
+    await asyncio.gather(renewal, return_exceptions=True)
+    assert await a.elector.release()
+    assert lease(cluster)["spec"]["holderIdentity"] == ""
+    puts = [(w.status, w.body["spec"]["holderIdentity"]) for w in lease_writes(cluster) if w.method == "PUT"]
+    assert puts == [(200, "replica-a"), (200, "")]  # the late renewal, then the release on top of it
 
 
 # --- conflicts ----------------------------------------------------------------------------------------
