@@ -209,7 +209,7 @@ class KubeLeaseApi:
             response = self._api.replace_namespaced_lease(name, namespace, cast(Any, body), _preload_content=False,
                                                           _request_timeout=timeout)
         except ApiException as exc:
-            if exc.status == 409:
+            if exc.status in (404, 409):  # deleted or changed: either way not the version we read
                 raise Conflict(f"Lease {namespace}/{name} changed since it was read") from exc
             raise
         return _body(response)

@@ -273,6 +273,17 @@ async def test_a_leader_whose_renewal_conflicts_reads_again_and_renews(
     assert lease(cluster)["metadata"]["labels"] == {"touched": "yes"}  # kept: the renewal started from it
 
 
+async def test_a_leader_whose_lease_was_deleted_creates_it_again(
+    cluster: Any, candidates: Callable[..., Candidate]
+) -> None:
+    a = candidates("replica-a")
+    assert await a.elector.step() == Attempt.ACQUIRED
+    cluster.delete("coordination.k8s.io/v1", "leases", NAMESPACE, LEASE)
+    assert await a.elector.step() == Attempt.ACQUIRED  # its renewal is a 404: read, then create
+    assert a.leads and lease(cluster)["spec"]["holderIdentity"] == "replica-a"
+    assert [(w.method, w.status) for w in lease_writes(cluster)][-2:] == [("PUT", 404), ("POST", 201)]
+
+
 async def test_an_injected_conflict_on_acquisition_is_retried(
     cluster: Any, candidates: Callable[..., Candidate]
 ) -> None:
