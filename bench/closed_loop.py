@@ -30,6 +30,7 @@ import asyncio
 import json
 import logging
 import math
+import signal
 import statistics
 import sys
 import threading
@@ -315,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("/tmp/homeostat-closed-loop"))
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so every `with Lab(...)` stops the processes it started.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     chosen = [s for s in SCENARIOS if args.scenarios == "all" or s.name in args.scenarios.split(",")]

@@ -71,13 +71,13 @@ class Feedback:
 
     def __init__(self, monitor: PolicyMonitor) -> None:
         self.monitor = monitor
-        self.applied: set[str] = set()
+        self.applied: dict[str, int] = {}  # incident -> series marked
 
     def __call__(self, incident: IncidentView) -> int:
-        """How many of the incident's series were found and marked (0 when done already)."""
+        """How many of the incident's series are marked; marked on the first call only, so a
+        cycle that must write the Incident again (a conflict) neither marks twice nor says 0."""
         if incident.name in self.applied:
-            return 0
-        self.applied.add(incident.name)
+            return self.applied[incident.name]
         t = parse_time(incident.spec.detected_at)
         marked = 0
         for series in incident.spec.involved:
@@ -89,4 +89,5 @@ class Feedback:
                 continue
             state.detector.mark_false_positive(t, series.observed)
             marked += 1
+        self.applied[incident.name] = marked
         return marked

@@ -481,8 +481,6 @@ class _Cycle:
     async def _on_false_positive(self, d: Decision, now: float) -> None:
         view = self.view(d.incident)
         marked = self.feedback(view) if self.feedback is not None else 0
-        if self.deps.metrics is not None:
-            self.deps.metrics.false_positives.inc()
         message = (f"marked false positive: fed back to the detectors of {marked} of "
                    f"{len(view.spec.involved)} series (less sensitive to this pattern)")
 
@@ -500,6 +498,8 @@ class _Cycle:
 
         before = view.status.phase
         view = await self.write(view, mutate)
+        if self.deps.metrics is not None:  # counted once the verdict is recorded (a conflict retries it)
+            self.deps.metrics.false_positives.inc()
         if view.status.phase != before:
             self.count_phase(view.status.phase)
             self.deps.slots.release(self.slot_key(view.name))
