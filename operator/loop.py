@@ -170,6 +170,7 @@ async def run_policy(
     try:
         while True:
             if not leading(deps):
+                deps.metrics.set_phase(namespace=ref.namespace, policy=ref.name, phase=None)
                 if monitor is not None:  # a standby keeps no state: the next leader back-fills its own
                     _retire(monitor, deps)
                     monitor, feedback, fingerprint = None, None, None
@@ -190,6 +191,7 @@ async def run_policy(
                 except InvalidSpec as exc:
                     try:
                         await reporter.write(invalid_status(reporter.status, exc.problems, generation=generation))
+                        deps.metrics.set_phase(namespace=ref.namespace, policy=ref.name, phase="Invalid")
                     except LeadershipLost:
                         fingerprint = None
                         continue
@@ -224,6 +226,7 @@ async def run_policy(
     finally:
         if monitor is not None:
             _retire(monitor, deps)
+        deps.metrics.set_phase(namespace=ref.namespace, policy=ref.name, phase=None)
         if deps.remediation is not None:
             deps.remediation.slots.release_prefix(f"{ref.namespace}/{ref.name}/")
 
@@ -268,6 +271,7 @@ async def _one_cycle(
                                                   result=result, target=target, feedback=feedback,
                                                   previous=reporter.status.active_incident)
     await reporter.write(status)
+    deps.metrics.set_phase(namespace=ref.namespace, policy=ref.name, phase=str(status.phase))
 
     outcome = "rejected" if query_problems else "unavailable" if result.unavailable else "ok"
     deps.metrics.evaluations.labels(ref.namespace, ref.name, outcome).inc()

@@ -42,7 +42,10 @@ class OperatorMetrics:
             "homeostat_anomalous_series", "Series judged anomalous in the last cycle.",
             ["namespace", "policy", "signal"], registry=r,
         )
-        self.policies = Gauge("homeostat_policies", "Policies by phase.", ["phase"], registry=r)
+        self.policies = Gauge("homeostat_policies", "Policies this process evaluates, by phase.", ["phase"],
+                              registry=r)
+        self._phases: dict[tuple[str, str], str] = {}
+        self._phases_shown: set[str] = set()
         self.incidents = Counter(
             "homeostat_incidents", "Incidents entering each phase (Detected counts openings and reopenings).",
             ["phase"], registry=r,
@@ -66,6 +69,19 @@ class OperatorMetrics:
             "homeostat_leader", "1 while this process holds the leader-election Lease (acts), 0 on standby.",
             ["lease"], registry=r,
         )
+
+    def set_phase(self, *, namespace: str, policy: str, phase: str | None) -> None:
+        """Record a policy's phase (None: no longer evaluated here) and recount `homeostat_policies`."""
+        if phase is None:
+            self._phases.pop((namespace, policy), None)
+        else:
+            self._phases[(namespace, policy)] = phase
+        counts: dict[str, int] = {}
+        for value in self._phases.values():
+            counts[value] = counts.get(value, 0) + 1
+        self._phases_shown |= set(counts)
+        for value in self._phases_shown:  # a phase nobody is in any more reads 0, not its last count
+            self.policies.labels(value).set(counts.get(value, 0))
 
     def forget_policy(self, *, namespace: str, policy: str, signals: list[str]) -> None:
         """Drop a deleted policy's labelled series so the metrics do not grow forever."""
