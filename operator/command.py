@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -84,12 +83,6 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    # Import every detector now, in a thread beside the start-up, not on a policy's first monitor in
-    # the event loop: that import takes seconds on a busy node (river, numpy), and a standby that
-    # just took over would stall its own Lease renewals with it.
-    from homeostat.detectors import registry as detectors
-
-    threading.Thread(target=detectors.names, name="homeostat-imports", daemon=True).start()
     out_of_cluster = args.dev or args.kubeconfig is not None
     try:
         shard = Shard(index=args.shard_index, count=args.shard_count)
@@ -102,6 +95,13 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(__name__).error("%s", exc)
         return 2
     leader_election = (not out_of_cluster) if args.leader_election is None else args.leader_election
+    if leader_election:
+        # Import every detector before starting, not on a policy's first monitor in the event loop:
+        # that takes seconds on a busy node (river, numpy), and a standby that has just taken over
+        # would stall its own Lease renewals with it. (The registry's lazy set-up is not thread-safe.)
+        from homeostat.detectors import registry as detectors
+
+        detectors.names()
     settings = OperatorSettings(
         prometheus_url=args.prometheus_url,
         namespaces=tuple(args.namespace),
