@@ -26,6 +26,7 @@ from homeostat.operator.leadership import (
     LEASE_DURATION,
     RENEW_DEADLINE,
     RETRY_PERIOD,
+    Leadership,
     default_namespace,
 )
 from homeostat.operator.settings import OperatorSettings
@@ -174,7 +175,9 @@ async def _operate(operator: Callable[[asyncio.Event], Coroutine[Any, Any, None]
     return 0
 
 
-def build_remediator(api_client: Any, *, settings: OperatorSettings, metrics: Any, leadership: Any = None) -> Any:
+def build_remediator(
+    api_client: Any, *, settings: OperatorSettings, metrics: Any, leadership: Leadership | None = None
+) -> Any:
     """The incident runner's dependencies: the Incident store, the actions, the operator-wide slots.
 
     With leader election every action is fenced: it does not start unless leadership is held now
