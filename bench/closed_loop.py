@@ -284,12 +284,15 @@ def table(episodes: Sequence[Episode]) -> list[str]:
 
 
 def ratios(episodes: Sequence[Episode]) -> list[str]:
-    """Baseline over Homeostat, on the scenarios where both detected (MTTD, MTTR medians)."""
+    """Baseline over Homeostat, on the fault scenarios where both have a value (MTTD, MTTR medians).
+
+    A noisy-but-healthy period has no time to repair: it is left out.
+    """
     lines = []
     for arm in ARMS[1:]:
         for what in ("mttd", "mttr"):
             pairs = []
-            for scenario in dict.fromkeys(e.scenario for e in episodes):
+            for scenario in dict.fromkeys(e.scenario for e in episodes if e.expected_end != "Quiet"):
                 ours = _median([getattr(e, what) for e in episodes if e.scenario == scenario and e.arm == "homeostat"])
                 theirs = _median([getattr(e, what) for e in episodes if e.scenario == scenario and e.arm == arm])
                 if ours and theirs and ours > 0:

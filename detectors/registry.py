@@ -7,6 +7,7 @@ best on the NAB evaluation (see ``docs/detectors.md``), not a matter of taste.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from .base import Detector, Direction, parse_direction, parse_sensitivity
@@ -49,6 +50,8 @@ def create(name: str = "default", *, direction: Direction | str = "up", sensitiv
 
 
 _BUILTINS_DONE = False
+_REGISTERING = False
+_BUILTINS_LOCK = threading.RLock()  # the first callers may come from several threads at once
 
 
 def _adaptive_factory(cls: Callable[..., Detector], params: dict[str, float]) -> Factory:
@@ -61,10 +64,23 @@ def _adaptive_factory(cls: Callable[..., Detector], params: dict[str, float]) ->
 
 
 def _register_builtins() -> None:
-    global _BUILTINS_DONE
+    """Register the built-in detectors once; done only when all are registered (a caller in
+    another thread waits instead of seeing a half-filled registry)."""
+    global _BUILTINS_DONE, _REGISTERING
     if _BUILTINS_DONE:
         return
-    _BUILTINS_DONE = True
+    with _BUILTINS_LOCK:
+        if _BUILTINS_DONE or _REGISTERING:  # _REGISTERING: `register` calling back, in this thread
+            return
+        _REGISTERING = True
+        try:
+            _register_builtins_now()
+            _BUILTINS_DONE = True
+        finally:
+            _REGISTERING = False
+
+
+def _register_builtins_now() -> None:
     from .adaptive import VARIANTS, Adaptive
     from .dspot import DSpot
     from .ewma import EWMA

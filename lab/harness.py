@@ -7,6 +7,7 @@ way of starting the operator against the lab.
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import subprocess
 import sys
@@ -68,7 +69,10 @@ class OperatorProcess:
         if prometheus_url:
             args += ["--prometheus-url", prometheus_url]
         self._log = open(log_path, "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=log_path.parent)
+        # Not the runner's own pod identity: two test operators must not share a Lease holder identity.
+        env = {k: v for k, v in os.environ.items() if k not in ("POD_NAME", "POD_NAMESPACE")}
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=log_path.parent,
+                                        env=env)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

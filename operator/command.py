@@ -180,8 +180,9 @@ def build_remediator(
 ) -> Any:
     """The incident runner's dependencies: the Incident store, the actions, the operator-wide slots.
 
-    With leader election every action is fenced: it does not start unless leadership is held now
-    (its intent is recorded already; the next leader resumes it by its key)."""
+    With leader election every action and every Incident write is fenced: it does not start unless
+    leadership is held now (an action's intent is recorded already; the next leader resumes it by
+    its key)."""
     from homeostat.api.incident import IncidentPhase
     from homeostat.playbooks.actions import ACTIONS, notify, scale_out
     from homeostat.playbooks.base import ActionContext, ActionResult
@@ -196,14 +197,19 @@ def build_remediator(
     actions: Any = ACTIONS
     scale_back: Any = scale_out.scale_back
     notice: Any = escalation_notice
+    store = IncidentStore(api_client)
     if leadership is not None:
         from homeostat.operator.leadership import fenced
 
         actions = {name: fenced(leadership, action) for name, action in ACTIONS.items()}
         scale_back = fenced(leadership, scale_back)
         notice = fenced(leadership, escalation_notice)
+        # Incident writes too: a leader that stalled past its renew deadline must not open a
+        # second Incident (a create carries no resourceVersion) nor record an intent.
+        for method in ("create", "write_status", "write_involved"):
+            setattr(store, method, fenced(leadership, getattr(store, method)))
     return Remediator(
-        store=IncidentStore(api_client), actions=actions, scale_back=scale_back,
+        store=store, actions=actions, scale_back=scale_back,
         escalation_notice=notice, workload_api=WorkloadApi(api_client),
         slots=RemediationSlots(settings.max_concurrent_remediations), metrics=metrics,
         operator_dry_run=settings.dry_run,

@@ -28,7 +28,8 @@ def _finite(value: float | None) -> float | None:
 def observations(result: CycleResult, monitor: PolicyMonitor) -> Observations:
     """What this cycle saw, for the state machine; no fresh finite point means no data."""
     signals: dict[str, SignalNow] = {}
-    started: list[float] = []
+    started: list[float] = []  # first anomalous point of each confirmed symptom series
+    context_started: list[float] = []  # the same for context signals: used only when no symptom is confirmed
     context = {s.name for s in monitor.spec.signals if s.role == SignalRole.CONTEXT}
     interval = monitor.spec.interval_seconds
     for name, judgement in result.judgements.items():
@@ -51,7 +52,8 @@ def observations(result: CycleResult, monitor: PolicyMonitor) -> Observations:
             if id(state) in confirmed:
                 flags = list(state.window)
                 first = flags.index(True)
-                started.append(result.evaluated_at - (len(flags) - 1 - first) * interval)
+                (context_started if name in context else started).append(
+                    result.evaluated_at - (len(flags) - 1 - first) * interval)
         status = judgement.status
         usable = status.verdict != SeriesVerdict.NO_DATA and bool(series)
         signals[name] = SignalNow(
@@ -63,7 +65,10 @@ def observations(result: CycleResult, monitor: PolicyMonitor) -> Observations:
         for name, signal in signals.items():
             signals[name] = SignalNow(name=name, usable=False, verdict="no-data", reason=result.unavailable,
                                       series=signal.series, context=signal.context)
-    return Observations(at=result.evaluated_at, signals=signals, anomaly_started_at=min(started, default=None))
+    # When the anomaly began is the symptom's start: load rising before a bad rollout must not make
+    # the rollback think the anomaly predates the release.
+    return Observations(at=result.evaluated_at, signals=signals,
+                        anomaly_started_at=min(started or context_started, default=None))
 
 
 class Feedback:

@@ -41,10 +41,10 @@ def demo_folder(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_demo_heals_every_scenario_writes_the_report_and_leaves_no_process_behind(demo_folder: Path) -> None:
-    # Every scenario of lab/scenarios.py on its own service, at the demo's default pace (2 s
-    # evaluations, 3 of 4 to confirm, 20 s verification); ~3 minutes on an idle machine.
+    # Every scenario of lab/scenarios.py on its own service, at the demo's default pace (3 s
+    # evaluations over 4 s windows, 3 of 4 to confirm, 15 s verification); ~4 minutes on an idle machine.
     done = subprocess.run(
-        [sys.executable, "-m", "homeostat", "demo", "--history", "900", "--quiet-for", "25", "--timeout", "150",
+        [sys.executable, "-m", "homeostat", "demo", "--quiet-for", "25", "--timeout", "150",
          "--keep", str(demo_folder)],
         capture_output=True, text=True, timeout=900, cwd=demo_folder,
     )

@@ -145,7 +145,8 @@ def test_two_replicas_one_acts_and_a_kill_9_mid_incident_hands_over_without_repe
         "signals": [{"name": "latency", "query": "max by (pod) (lab_latency_seconds)",
                      "detector": {"name": "robust_zscore"}}],
         "confirm": {"k": 2, "n": 3},
-        "playbook": {"verify": "4s", "cooldown": "2s", "maxActionsPerHour": 10, "reopenWindow": "2m",
+        # verify 10s: the kill below must land while the restart is still being verified, on a loaded machine too
+        "playbook": {"verify": "10s", "cooldown": "2s", "maxActionsPerHour": 10, "reopenWindow": "2m",
                      "steps": [{"action": "restart"}, {"action": "scale-out", "scaleOut": {"step": 2, "max": 5}}]},
     }))
     wait_until(lambda: ((cluster.get(API, "anomalypolicies", "shop", "checkout") or {}).get("status") or {})
