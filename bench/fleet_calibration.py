@@ -77,7 +77,7 @@ def judge(points: list[tuple[float, float]], *, k: int, n: int, judged_from: flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--day", type=float, default=1200.0, help="day_seconds of the compressed day")
+    parser.add_argument("--day", type=float, default=3600.0, help="day_seconds of the compressed day")
     parser.add_argument("--interval", type=float, default=3.0, help="seconds between evaluations")
     parser.add_argument("--window", default="4s", help="rate() window of the signals")
     parser.add_argument("--k", type=int, default=3)
