@@ -19,7 +19,16 @@ from typing import Any
 import pytest
 
 from homeostat.lab.exporter import Exporter
-from homeostat.lab.harness import LAB_PODS, OperatorProcess, deployment, noise, noise_history, policy, wait_until
+from homeostat.lab.harness import (
+    LAB_PODS,
+    OperatorProcess,
+    deployment,
+    noise,
+    noise_history,
+    policy,
+    start_prometheus,
+    wait_until,
+)
 from homeostat.lab.prometheus import PrometheusServer, free_port
 from homeostat.operator.sharding import shard_of
 from homeostat.playbooks.actions.common import (
@@ -45,10 +54,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def prometheus(exporter: Exporter) -> Iterator[PrometheusServer]:
     """A real Prometheus scraping `exporter`, with 15 minutes of healthy history per pod."""
-    server = PrometheusServer(scrape_interval=0.5, targets=[exporter.target])
-    server.import_history(noise_history(exporter.target))
-    with server:
+    server = start_prometheus(targets=[exporter.target], history=noise_history(exporter.target))
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
