@@ -122,6 +122,13 @@ class Signal(WireModel):
                     "incident alone (a surge the service absorbs is not an incident).",
     )
     detector: DetectorSpec = Field(default_factory=DetectorSpec)
+    min_change: Annotated[float, Field(ge=0.0, le=10.0)] = Field(
+        default=0.0,
+        description="Smallest relative change from the expected value that may count as anomalous "
+                    "(0.25: a point within 25 % of expected is normal whatever the detector says). "
+                    "A statistically unusual but operationally trivial move (p99 up 10 % on a quiet, "
+                    "steady service) is then no incident. Guards are not affected. 0: off.",
+    )
     guard: GuardSpec | None = None
 
 

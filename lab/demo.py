@@ -119,7 +119,7 @@ def _wait(until: Callable[[], bool], timeout: float, step: float = 0.5) -> bool:
 
 
 def play(*, lab: Any, timeline: Any, scenario: Scenario, timeout: float, quiet_for: float,
-         say: Callable[[str], None], hold: float = 20.0) -> Any:
+         say: Callable[[str], None], hold: float = 20.0, settle: float = 12.0) -> Any:
     """Play one scenario on its service; return its measured `Episode`."""
     from homeostat.api.times import parse_time
     from homeostat.lab.episode import Episode, from_incidents, measure_in_prometheus, prometheus_range
@@ -148,6 +148,8 @@ def play(*, lab: Any, timeline: Any, scenario: Scenario, timeout: float, quiet_f
         time.sleep(hold)  # the fault goes on: show that nothing more is done (no loop, no new incident)
     fault.clear()
     timeline.fault_cleared(f"fault cleared on {service}")
+    if scenario.expected_end == "Quiet":
+        _wait(lambda: phase() is not None, settle)  # a confirmation of the last noisy points still counts
     episode = Episode(scenario=scenario.name, service=service, arm="homeostat", injected_at=injected,
                       expected_action=scenario.expected_action, expected_end=scenario.expected_end,
                       scrape_interval=lab.scrape_interval)

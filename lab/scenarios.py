@@ -66,6 +66,10 @@ with a day of 20 minutes the cycle's rise alone is confirmed anomalous now and t
 # Load explains a symptom (it routes the surge to scale-out) but is not one: a surge the service
 # absorbs is no incident, so it never opens one alone.
 CONTEXT_SIGNALS = ("load-per-pod",)
+# The smallest relative move that may count: p99 or load per pod 25 % off what is expected, the
+# error ratio at least doubled. Below that a statistically unusual move is operationally trivial
+# (a noisy service's p99 20 % up for a few seconds is no reason to act; measured in the demo).
+MIN_CHANGE = {"latency-p99": 0.25, "error-ratio": 1.0, "load-per-pod": 0.25}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +164,7 @@ def fleet_policy(
         "evaluationDelay": evaluation_delay,
         "staleness": staleness,
         "signals": [{"name": signal, "query": query, "direction": "up", "detector": dict(detector),
+                     "minChange": MIN_CHANGE[signal],
                      **({"role": "context"} if signal in CONTEXT_SIGNALS else {})}
                     for signal, query in queries.items()],
         "confirm": {"k": confirm_k, "n": confirm_n},

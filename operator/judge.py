@@ -42,6 +42,13 @@ def _outside_band(direction: str, value: float, verdict: Verdict) -> bool:
     return (above and direction in ("up", "both")) or (below and direction in ("down", "both"))
 
 
+def _trivial(value: float, verdict: Verdict, min_change: float) -> bool:
+    """Within `min_change` (relative) of the expected value: too small a move to count."""
+    if min_change <= 0 or not math.isfinite(verdict.expected):
+        return False
+    return abs(value - verdict.expected) <= min_change * abs(verdict.expected)
+
+
 def _guard_breach(guard: GuardSpec | None, value: float) -> str | None:
     if guard is None:
         return None
@@ -108,8 +115,9 @@ def judge_signal(
         # the following points are still out of band, so both count as anomalous points. But a
         # run of points just outside the band with no alarm at all is noise at the band's edge:
         # confirmation also needs an alarm (or a guard breach) among the window's points.
-        alarm = breach is not None or (verdict.warm and verdict.alarm)
-        anomalous = alarm or (verdict.warm and _outside_band(signal.direction, sample.value, verdict))
+        significant = not _trivial(sample.value, verdict, signal.min_change)
+        alarm = breach is not None or (verdict.warm and verdict.alarm and significant)
+        anomalous = alarm or (verdict.warm and significant and _outside_band(signal.direction, sample.value, verdict))
         state.record(anomalous=anomalous, alarm=alarm)
         if anomalous:
             anomalous_now.add(id(state))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from homeostat.api.policy import Signal
+from homeostat.api.policy import GuardSpec, Signal
 from homeostat.detectors import Verdict
 from homeostat.operator.judge import backfill_series, judge_signal
 from homeostat.operator.prometheus import Sample
@@ -82,6 +82,17 @@ def test_points_out_of_band_confirm_only_with_an_alarm_among_them() -> None:
     assert [v.confirmed for v in onset] == [True, True]  # an alarm at the onset, then still out of band
     later = [_judge(table, [_sample(v, t=i)], now=i).status for i, v in enumerate([12, 12, 12], start=7)]
     assert [v.confirmed for v in later] == [True, False, False]  # the alarm has left the window of 3
+
+
+def test_a_move_within_min_change_of_expected_is_normal_whatever_the_detector_says() -> None:
+    table = _table()
+    signal = Signal(name="s", query="q", min_change=2.0)  # expected is 5: normal within [-5, 15]
+    small = [_judge(table, [_sample(v, t=i)], now=i, signal=signal).status for i, v in enumerate([5, 5, 12, 14, 12])]
+    assert [v.verdict for v in small[2:]] == ["normal"] * 3 and not any(v.confirmed for v in small)
+    large = [_judge(table, [_sample(v, t=i)], now=i, signal=signal).status for i, v in enumerate([40, 40], start=5)]
+    assert [v.confirmed for v in large] == [False, True]
+    guarded = Signal(name="s", query="q", min_change=2.0, guard=GuardSpec(above=11))  # guards are not affected
+    assert _judge(_table(), [_sample(12)], now=0, signal=guarded).status.verdict == "anomalous"
 
 
 def test_nan_and_inf_are_no_data_never_learned_and_break_confirmation() -> None:
