@@ -4,6 +4,7 @@ and the operator running as its own process against both, exactly as in a cluste
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,14 @@ import pytest
 
 from homeostat.api.crds import crd_manifests
 from homeostat.lab.exporter import Exporter
-from homeostat.lab.harness import OperatorProcess, retry_port_clash, start_prometheus
+from homeostat.lab.harness import (
+    LAB_PODS,
+    OperatorProcess,
+    noise,
+    noise_history,
+    retry_port_clash,
+    start_prometheus,
+)
 from homeostat.lab.prometheus import PrometheusServer
 
 
@@ -42,6 +50,39 @@ def prometheus(exporter: Exporter) -> Iterator[PrometheusServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def warm_prometheus(exporter: Exporter) -> Iterator[PrometheusServer]:
+    """A real Prometheus scraping `exporter`, with 15 minutes of the healthy noise as history, so
+    detectors are warm from their back-fill as they would be in a long-running cluster."""
+    server = start_prometheus(targets=[exporter.target], history=noise_history(exporter.target))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def latency(exporter: Exporter) -> Iterator[dict[str, float]]:
+    """Per-pod latency levels (`lab_latency_seconds{pod}` with noise), published 10 times a second;
+    tests change them."""
+    gauge = exporter.gauge("lab_latency_seconds", ("pod",))
+    levels = dict.fromkeys(LAB_PODS, 0.1)
+    stop = threading.Event()
+
+    def run() -> None:
+        step = 0
+        while not stop.wait(0.1):
+            step += 1
+            for index, pod in enumerate(LAB_PODS):
+                gauge.labels(pod).set(noise(levels[pod], step, index))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield levels
+    stop.set()
+    thread.join()
 
 
 # Every request that clients made to emulated clusters during the session, for the RBAC test

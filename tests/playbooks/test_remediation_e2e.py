@@ -15,20 +15,15 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import kmock
 import pytest
 
-from homeostat.lab.exporter import Exporter
 from homeostat.lab.harness import (
     LAB_PODS,
     deployment,
-    noise,
-    noise_history,
     policy,
-    start_prometheus,
     wait_until,
 )
 from homeostat.lab.prometheus import PrometheusServer
@@ -45,34 +40,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def prometheus(exporter: Exporter) -> Iterator[PrometheusServer]:
-    """A real Prometheus scraping `exporter`, with 15 minutes of healthy history per pod."""
-    server = start_prometheus(targets=[exporter.target], history=noise_history(exporter.target))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def latency(exporter: Exporter) -> Iterator[dict[str, float]]:
-    """Per-pod latency levels, published 10 times a second; tests change them."""
-    gauge = exporter.gauge("lab_latency_seconds", ("pod",))
-    levels = dict.fromkeys(PODS, 0.1)
-    stop = threading.Event()
-
-    def run() -> None:
-        step = 0
-        while not stop.wait(0.1):
-            step += 1
-            for index, pod in enumerate(PODS):
-                gauge.labels(pod).set(noise(levels[pod], step, index))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    yield levels
-    stop.set()
-    thread.join()
+def prometheus(warm_prometheus: PrometheusServer) -> PrometheusServer:
+    """Here every Prometheus starts with the healthy past imported (conftest's `warm_prometheus`)."""
+    return warm_prometheus
 
 
 def remediation_spec(steps: list[dict[str, Any]], **playbook: Any) -> dict[str, Any]:

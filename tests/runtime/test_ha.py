@@ -12,21 +12,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from homeostat.lab.exporter import Exporter
 from homeostat.lab.harness import (
-    LAB_PODS,
     OperatorProcess,
     deployment,
-    noise,
-    noise_history,
     policy,
-    start_prometheus,
     wait_until,
 )
 from homeostat.lab.prometheus import PrometheusServer, free_port
@@ -52,34 +45,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def prometheus(exporter: Exporter) -> Iterator[PrometheusServer]:
-    """A real Prometheus scraping `exporter`, with 15 minutes of healthy history per pod."""
-    server = start_prometheus(targets=[exporter.target], history=noise_history(exporter.target))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def latency(exporter: Exporter) -> Iterator[dict[str, float]]:
-    """Per-pod latency levels, published 10 times a second; the test changes them."""
-    gauge = exporter.gauge("lab_latency_seconds", ("pod",))
-    levels = dict.fromkeys(LAB_PODS, 0.1)
-    stop = threading.Event()
-
-    def run() -> None:
-        step = 0
-        while not stop.wait(0.1):
-            step += 1
-            for index, pod in enumerate(LAB_PODS):
-                gauge.labels(pod).set(noise(levels[pod], step, index))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    yield levels
-    stop.set()
-    thread.join()
+def prometheus(warm_prometheus: PrometheusServer) -> PrometheusServer:
+    """Here every Prometheus starts with the healthy past imported (conftest's `warm_prometheus`)."""
+    return warm_prometheus
 
 
 def agent(process: OperatorProcess) -> str:

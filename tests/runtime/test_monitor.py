@@ -16,9 +16,7 @@ from homeostat.lab.harness import (
     LAB_PODS,
     deployment,
     noise,
-    noise_history,
     policy,
-    start_prometheus,
     wait_until,
 )
 from homeostat.lab.prometheus import PrometheusServer
@@ -76,14 +74,9 @@ PODS = LAB_PODS
 
 
 @pytest.fixture
-def prometheus(exporter: Exporter) -> Iterator[PrometheusServer]:
-    """A real Prometheus scraping `exporter`, with 15 minutes of the healthy noise as history,
-    so detectors are warm from their back-fill as they would be in a long-running cluster."""
-    server = start_prometheus(targets=[exporter.target], history=noise_history(exporter.target))
-    try:
-        yield server
-    finally:
-        server.stop()
+def prometheus(warm_prometheus: PrometheusServer) -> PrometheusServer:
+    """Here every Prometheus starts with the healthy past imported (conftest's `warm_prometheus`)."""
+    return warm_prometheus
 
 
 @pytest.fixture
