@@ -45,7 +45,7 @@ class OperatorMetrics:
         self.policies = Gauge("homeostat_policies", "Policies this process evaluates, by phase.", ["phase"],
                               registry=r)
         self._phases: dict[tuple[str, str], str] = {}
-        self._phases_shown: set[str] = set()
+        self._phase_counts: dict[str, int] = {}
         self.incidents = Counter(
             "homeostat_incidents", "Incidents entering each phase (Detected counts openings and reopenings).",
             ["phase"], registry=r,
@@ -71,17 +71,20 @@ class OperatorMetrics:
         )
 
     def set_phase(self, *, namespace: str, policy: str, phase: str | None) -> None:
-        """Record a policy's phase (None: no longer evaluated here) and recount `homeostat_policies`."""
-        if phase is None:
-            self._phases.pop((namespace, policy), None)
-        else:
-            self._phases[(namespace, policy)] = phase
-        counts: dict[str, int] = {}
-        for value in self._phases.values():
-            counts[value] = counts.get(value, 0) + 1
-        self._phases_shown |= set(counts)
-        for value in self._phases_shown:  # a phase nobody is in any more reads 0, not its last count
-            self.policies.labels(value).set(counts.get(value, 0))
+        """Record a policy's phase (None: no longer evaluated here); called every evaluation, so
+        only the old and the new phase's counts change."""
+        key = (namespace, policy)
+        old = self._phases.pop(key, None)
+        if phase is not None:
+            self._phases[key] = phase
+        if old == phase:
+            return
+        if old is not None:
+            self._phase_counts[old] -= 1
+            self.policies.labels(old).set(self._phase_counts[old])  # a phase nobody is in reads 0
+        if phase is not None:
+            self._phase_counts[phase] = self._phase_counts.get(phase, 0) + 1
+            self.policies.labels(phase).set(self._phase_counts[phase])
 
     def forget_policy(self, *, namespace: str, policy: str, signals: list[str]) -> None:
         """Drop a deleted policy's labelled series so the metrics do not grow forever."""
