@@ -15,7 +15,8 @@ test: install prometheus lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	# -I: the standard library's `venv` must not see our `operator/` folder (cwd) as `operator`.
+	$(PYTHON) -I -m venv $(VENV)
 
 # `$(BIN)/pip`, not `python -m pip`: `-m` puts the current folder first on sys.path, where
 # our `operator/` folder would shadow the standard library's `operator` module.
