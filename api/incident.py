@@ -89,7 +89,16 @@ class IncidentStatus(WireModel):
     phase_since: str | None = Field(default=None, description="When the current phase began.")
     current_step: int = 0
     last_action: str | None = Field(default=None, description="e.g. `restart Succeeded`, for `kubectl get`.")
-    verify_until: str | None = Field(default=None, description="End of the current verification window.")
+    landed_at: str | None = Field(
+        default=None,
+        description="When the current step's action took effect: its write returned and the target's rollout "
+        "completed. Verification judges only points whose whole query window starts after it.",
+    )
+    verify_until: str | None = Field(
+        default=None,
+        description="End of the current verification window: landedAt plus the step's verify, extended to "
+        "the longest settling time of the incident's signals.",
+    )
     waiting: str | None = Field(default=None, description="Why the next action is not taken now (a guardrail).")
     actions: list[ActionRecord] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
@@ -100,6 +109,11 @@ class IncidentStatus(WireModel):
     )
     hold_released: str | None = Field(
         default=None, description="When the escalation hold ended (cleared by a human or expired)."
+    )
+    back_in_band_since: str | None = Field(
+        default=None,
+        description="While escalated: since when every involved series is back in the band recorded at "
+        "detection. Held for a full settling time, it ends the hold (RecoveredAfterEscalation).",
     )
     feedback: str | None = Field(default=None, description="`false-positive` once the verdict was fed back.")
     message: str = ""

@@ -36,6 +36,7 @@ class ConditionType(enum.StrEnum):
     PROMETHEUS_REACHABLE = "PrometheusReachable"
     TARGET_FOUND = "TargetFound"
     DATA_AVAILABLE = "DataAvailable"
+    VERIFY_COVERS_SETTLING = "VerifyCoversSettling"
 
 
 class Condition(WireModel):
@@ -73,6 +74,12 @@ class SignalStatus(WireModel):
         default_factory=list, description="The most anomalous series first, at most 20."
     )
     message: str = ""
+    settling_time: str | None = Field(
+        default=None,
+        description="How long after an action this signal's data can reflect it: the query's longest "
+        "window (plus subquery ranges and offsets) + evaluationDelay + interval.",
+    )
+    settling_basis: str = Field(default="", description="What the settling time is made of.")
 
 
 class PolicyStatus(WireModel):

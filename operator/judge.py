@@ -119,6 +119,7 @@ def judge_signal(
         alarm = breach is not None or (verdict.warm and verdict.alarm and significant)
         anomalous = alarm or (verdict.warm and significant and _outside_band(signal.direction, sample.value, verdict))
         state.record(anomalous=anomalous, alarm=alarm)
+        state.recent.append((now, sample.value))
         if anomalous:
             anomalous_now.add(id(state))
             kind, reason = SeriesVerdict.ANOMALOUS, breach or verdict.reason

@@ -43,6 +43,23 @@ def load_api_client(*, kubeconfig: str | None = None, in_cluster: bool | None = 
     return api_client
 
 
+def rolled_out(workload: Any) -> bool:
+    """Is the workload's rollout complete, every replica updated and available (`kubectl rollout status`)?
+
+    Verification starts when an action has taken effect: until then old pods still serve.
+    """
+    meta, spec, status = workload.metadata, workload.spec, workload.status
+    if status is None or (status.observed_generation or 0) < (meta.generation or 0):
+        return False
+    desired = spec.replicas if spec.replicas is not None else 1
+    updated = status.updated_replicas or 0
+    if isinstance(workload, client.V1StatefulSet):
+        same_revision = status.update_revision is None or status.update_revision == status.current_revision
+        return same_revision and updated >= desired and (status.ready_replicas or 0) >= desired
+    total = status.replicas or 0
+    return updated >= desired and total == updated and (status.available_replicas or 0) >= updated
+
+
 class KubeApi:
     """Typed, async-friendly wrappers over the calls the monitor needs."""
 
@@ -72,7 +89,7 @@ class KubeApi:
                 return None
             raise
         meta = obj.metadata
-        return {"uid": meta.uid, "annotations": dict(meta.annotations or {})}
+        return {"uid": meta.uid, "annotations": dict(meta.annotations or {}), "settled": rolled_out(obj)}
 
     async def target_exists(self, *, namespace: str, target: TargetRef) -> bool:
         return await self.read_target_metadata(namespace=namespace, target=target) is not None

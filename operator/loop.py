@@ -36,6 +36,7 @@ from homeostat.operator.policy_status import cycle_status, invalid_status
 from homeostat.operator.prometheus import PrometheusSource, SourcePool
 from homeostat.operator.remediation import Feedback, observations
 from homeostat.operator.settings import OperatorSettings
+from homeostat.operator.settling import verify_shortfalls
 from homeostat.operator.validation import InvalidSpec, SpecProblem, validate_spec
 from homeostat.playbooks.runner import PolicyInfo, Remediator, TargetInfo, remediate
 
@@ -138,8 +139,10 @@ async def _read_target(*, spec: PolicySpec, ref: PolicyRef, kube: KubeApi) -> tu
         meta = await kube.read_target_metadata(namespace=ref.namespace, target=spec.target)
     except ApiException as exc:
         return TargetInfo(found=False), f"could not read spec.target: {exc.status} {exc.reason}"
+    read_at = time.time()
     if meta is not None:
-        return TargetInfo(found=True, uid=meta.get("uid"), annotations=meta.get("annotations") or {}), None
+        return TargetInfo(found=True, uid=meta.get("uid"), annotations=meta.get("annotations") or {},
+                          settled_at=read_at if meta.get("settled") else None), None
     return TargetInfo(found=False), (
         f"spec.target.name: {spec.target.kind} {spec.target.name!r} not found in namespace "
         f"{ref.namespace!r}; create it or fix the name"
@@ -260,9 +263,10 @@ async def _one_cycle(
         SpecProblem(f"spec.signals[{index}].query", f"Prometheus rejected it: {error}; fix the PromQL")
         for index, error in result.rejected.items()
     ]
+    shortfalls = verify_shortfalls(spec, monitor.settling)
     status = cycle_status(
         reporter.status, result, generation=generation,
-        query_problems=query_problems, target_problem=target_problem,
+        query_problems=query_problems, target_problem=target_problem, verify_shortfalls=shortfalls,
     )
     if not leading(deps):  # the evaluation took long and leadership lapsed meanwhile: write nothing
         raise LeadershipLost("leadership lapsed during the evaluation")
@@ -284,6 +288,10 @@ async def _one_cycle(
     else:
         reporter.clear("PrometheusUnavailable", normal_reason="PrometheusReachable",
                        message="Prometheus answers again")
+    if shortfalls:
+        reporter.warn_once("VerifyExtended", "; ".join(shortfalls))
+    else:
+        reporter.clear("VerifyExtended")
     if target_problem:
         reporter.warn_once("TargetNotFound", target_problem)
     else:

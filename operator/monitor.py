@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from homeostat.api.durations import parse_duration
+from homeostat.api.durations import format_duration, parse_duration
 from homeostat.api.policy import PolicySpec, Signal
 from homeostat.api.status import SignalStatus
 from homeostat.detectors import Detector, create
@@ -21,6 +21,7 @@ from homeostat.operator.judge import SignalJudgement, backfill_series, judge_sig
 from homeostat.operator.metrics import OperatorMetrics
 from homeostat.operator.prometheus import PrometheusSource, PrometheusUnavailable, QueryRejected, Sample
 from homeostat.operator.series import SeriesTable
+from homeostat.operator.settling import Settling, settling_times
 
 
 @dataclass
@@ -69,6 +70,7 @@ class PolicyMonitor:
         self.clock = clock
         self.delay = parse_duration(spec.evaluation_delay)
         self.staleness = parse_duration(spec.staleness)
+        self.settling: dict[str, Settling] = settling_times(spec)
         self.tables: dict[str, SeriesTable] = {
             signal.name: SeriesTable(
                 make_detector=_detector_factory(signal),
@@ -149,6 +151,9 @@ class PolicyMonitor:
                 now=now, staleness=self.staleness, confirm_k=self.spec.confirm.k,
             )
             table.expire(now=now)
+            settling = self.settling[signal.name]
+            judgement.status.settling_time = format_duration(settling.seconds)
+            judgement.status.settling_basis = settling.explain()
             result.judgements[signal.name] = judgement
             self.metrics.detector_seconds.labels(signal.detector.name).inc(judgement.detector_seconds)
             self.metrics.series_tracked.labels(self.namespace, self.name, signal.name).set(len(table))

@@ -72,9 +72,15 @@ def cycle_status(
     generation: int | None,
     query_problems: Sequence[SpecProblem],
     target_problem: str | None,
+    verify_shortfalls: Sequence[str] = (),
 ) -> PolicyStatus:
     """The status after a successful or partly failed evaluation cycle."""
-    conditions = previous.conditions
+    conditions = set_condition(
+        previous.conditions, type=ConditionType.VERIFY_COVERS_SETTLING,
+        status="False" if verify_shortfalls else "True",
+        reason="ExtendedToSettlingTime" if verify_shortfalls else "Covers",
+        message="; ".join(verify_shortfalls), generation=generation,
+    )
     if query_problems:
         message = "; ".join(str(p) for p in query_problems)
         conditions = set_condition(conditions, type=ConditionType.SPEC_VALID, status="False",

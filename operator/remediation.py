@@ -18,7 +18,8 @@ from homeostat.api.status import SeriesVerdict
 from homeostat.api.times import parse_time
 from homeostat.operator.monitor import CycleResult, PolicyMonitor
 from homeostat.operator.series import series_key
-from homeostat.playbooks.machine import IncidentView, Observations, SeriesNow, SignalNow
+from homeostat.playbooks.machine import IncidentView
+from homeostat.playbooks.observations import Observations, SeriesNow, SignalNow
 
 
 def _finite(value: float | None) -> float | None:
@@ -48,6 +49,7 @@ def observations(result: CycleResult, monitor: PolicyMonitor) -> Observations:
                 lower=_finite(verdict.lower) if verdict else None,
                 upper=_finite(verdict.upper) if verdict else None,
                 score=_finite(verdict.score) if verdict else None,
+                points=tuple(state.recent),
             ))
             if id(state) in confirmed:
                 flags = list(state.window)
@@ -59,12 +61,12 @@ def observations(result: CycleResult, monitor: PolicyMonitor) -> Observations:
         signals[name] = SignalNow(
             name=name, usable=usable, verdict=str(status.verdict),
             reason=status.message or ("" if usable else "no fresh data"), series=tuple(series),
-            context=name in context,
+            context=name in context, settling=monitor.settling[name].seconds,
         )
     if result.unavailable:
         for name, signal in signals.items():
             signals[name] = SignalNow(name=name, usable=False, verdict="no-data", reason=result.unavailable,
-                                      series=signal.series, context=signal.context)
+                                      series=signal.series, context=signal.context, settling=signal.settling)
     # When the anomaly began is the symptom's start: load rising before a bad rollout must not make
     # the rollback think the anomaly predates the release.
     return Observations(at=result.evaluated_at, signals=signals,

@@ -36,6 +36,9 @@ class SeriesState:
     # The same n points: did the detector alarm (or a guard break)? A run of points just outside
     # the band is not enough to confirm: one of them must have been a real alarm.
     alarms: deque[bool] = field(default_factory=deque)
+    # The same n evaluations' finite values, with the time each was evaluated (wall clock): what
+    # verification compares with the band recorded on an Incident, point by point.
+    recent: deque[tuple[float, float]] = field(default_factory=deque)
 
     def record(self, *, anomalous: bool, alarm: bool = False) -> None:
         """Push this cycle's point into the confirmation window (no data: both False)."""
@@ -76,6 +79,7 @@ class SeriesTable:
                 detector=self.make_detector(),
                 window=deque(maxlen=self.window_size),
                 alarms=deque(maxlen=self.window_size),
+                recent=deque(maxlen=self.window_size),
                 last_seen=now,
             )
             self.states[key] = state

@@ -91,6 +91,7 @@ class GuardFacts:
     slots_in_use: int = 0
     max_concurrent: int = 5
     hold: Hold | None = None  # an escalation hold on the target by another incident
+    target_settled_at: float | None = None  # when the target was read rolled out and available (None: it was not)
 
     @property
     def dry_run(self) -> bool:

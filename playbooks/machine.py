@@ -42,72 +42,29 @@ from homeostat.api.incident import (
     IncidentStatus,
     InvolvedSeries,
 )
-from homeostat.api.policy import Action, Direction, PolicySpec, Signal, Step
-from homeostat.api.times import parse_time
+from homeostat.api.policy import Action, PolicySpec, Step
+from homeostat.api.times import format_time, parse_time
 from homeostat.playbooks import guards
 from homeostat.playbooks.guards import Denial, GuardFacts
+from homeostat.playbooks.observations import Observations, SeriesNow, SignalNow
+from homeostat.playbooks.verification import (
+    Recovery,
+    back_in_band,
+    judge_verification,
+    longest_settling,
+    recovered_now,
+    series_label,
+    verify_window,
+)
+
+__all__ = ["Decision", "IncidentView", "Kind", "Observations", "Recovery", "SeriesNow", "SignalNow", "decide",
+           "series_label"]
 
 ACTIVE_PHASES = (IncidentPhase.DETECTED, IncidentPhase.REMEDIATING, IncidentPhase.VERIFYING)
 HOLDING_PHASES = (IncidentPhase.ESCALATED, IncidentPhase.FAILED)
 
 
 # --- what the machine is given -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class SeriesNow:
-    """One series with a fresh, finite point this cycle."""
-
-    labels: Mapping[str, str]
-    value: float
-    anomalous: bool = False  # this point is anomalous
-    confirmed: bool = False  # k of the last n points were
-    expected: float | None = None
-    lower: float | None = None
-    upper: float | None = None
-    score: float | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class SignalNow:
-    """One signal this cycle. `usable` is False when there is no fresh data to judge by."""
-
-    name: str
-    usable: bool
-    verdict: str = "normal"  # the signal's overall verdict: normal | anomalous | learning | no-data
-    reason: str = ""
-    series: tuple[SeriesNow, ...] = ()
-    context: bool = False  # role: context (a cause such as load): never opens or reopens an incident alone
-
-    @property
-    def confirmed(self) -> bool:
-        return any(s.confirmed for s in self.series)
-
-    @property
-    def anomalous(self) -> bool:
-        return self.verdict == "anomalous" or any(s.anomalous for s in self.series)
-
-    def find(self, labels: Mapping[str, str]) -> SeriesNow | None:
-        wanted = dict(labels)
-        return next((s for s in self.series if dict(s.labels) == wanted), None)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Observations:
-    """This cycle's view of the policy's signals (from the monitor's `CycleResult`)."""
-
-    at: float
-    signals: Mapping[str, SignalNow] = field(default_factory=dict)
-    anomaly_started_at: float | None = None  # first anomalous point among the confirmed series
-
-    @property
-    def confirmed(self) -> list[str]:
-        return [name for name, signal in self.signals.items() if signal.usable and signal.confirmed]
-
-    @property
-    def symptoms(self) -> list[str]:
-        """The confirmed signals that are symptoms: only these open or reopen an incident."""
-        return [name for name in self.confirmed if not self.signals[name].context]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +107,9 @@ class Kind(enum.StrEnum):
     RELEASE_HOLD = "ReleaseHold"  # an escalation hold ended (cleared or expired)
     FALSE_POSITIVE = "FalsePositive"  # a human said it was no incident
     SCALE_BACK = "ScaleBack"  # undo a step's scale-out after resolution and the quiet period
+    LANDED = "Landed"  # the step's action took effect (rollout complete): its verification window starts
+    BACK_IN_BAND = "BackInBand"  # escalated, and every involved series is back in its band: since when (or no more)
+    RECOVERED_AFTER_ESCALATION = "RecoveredAfterEscalation"  # back in band for a settling time: the hold ends
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,6 +125,8 @@ class Decision:
     signal: str | None = None  # OPEN: the first confirmed signal
     involved: tuple[InvolvedSeries, ...] = ()  # OPEN / INVOLVE
     anomaly_started_at: float | None = None
+    at: float | None = None  # LANDED: when the action took effect; BACK_IN_BAND: since when (None: no more)
+    until: float | None = None  # LANDED: end of the verification window
 
     @property
     def code(self) -> str:
@@ -172,12 +134,6 @@ class Decision:
         if self.denial is not None:
             return str(self.denial.guard)
         return "NoData" if self.kind == Kind.INCONCLUSIVE else str(self.kind)
-
-
-class Recovery(enum.StrEnum):
-    RECOVERED = "Recovered"
-    NOT_RECOVERED = "NotRecovered"
-    NO_DATA = "NoData"
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -220,74 +176,6 @@ def key_for(incident: str, step: int, status: IncidentStatus, purpose: ActionPur
     if purpose == ActionPurpose.SCALE_BACK:
         return f"{incident}/{step}/scale-back-{attempt}"
     return step_key(incident, step, attempt)
-
-
-def series_label(labels: Mapping[str, str]) -> str:
-    return "{" + ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "__name__") + "}" if labels else ""
-
-
-def _outside_band(direction: str, value: float, series: InvolvedSeries) -> str | None:
-    if direction in (Direction.UP, Direction.BOTH) and series.upper is not None and value > series.upper:
-        return f"{value:.4g} > {series.upper:.4g}"
-    if direction in (Direction.DOWN, Direction.BOTH) and series.lower is not None and value < series.lower:
-        return f"{value:.4g} < {series.lower:.4g}"
-    return None
-
-
-def _guard_breach(signal: Signal, value: float) -> str | None:
-    guard = signal.guard
-    if guard is None:
-        return None
-    if guard.above is not None and value > guard.above:
-        return f"{value:.4g} > guard {guard.above:g}"
-    if guard.below is not None and value < guard.below:
-        return f"{value:.4g} < guard {guard.below:g}"
-    return None
-
-
-def judge_recovery(spec: IncidentSpec, obs: Observations, policy: PolicySpec) -> tuple[Recovery, str]:
-    """Are the incident's series back in the band recorded at detection?
-
-    Per involved signal: it must have fresh data (else NO_DATA, which wins: no verdict on part of
-    the picture), no series of it may be confirmed anomalous now, and each involved series seen
-    now must be inside its recorded band on the watched side and within the signal's guard. An
-    involved series that is gone while its signal answers (a deleted pod) is not held against it.
-    """
-    signals = {s.name: s for s in policy.signals}
-    by_signal: dict[str, list[InvolvedSeries]] = {}
-    for series in spec.involved:
-        by_signal.setdefault(series.signal, []).append(series)
-    if not by_signal:
-        by_signal[spec.signal] = []
-    missing: list[str] = []
-    problems: list[str] = []
-    checked: list[str] = []
-    for name, involved in by_signal.items():
-        signal = signals.get(name)
-        now = obs.signals.get(name)
-        if signal is None:
-            continue  # the policy no longer watches it
-        if now is None or not now.usable:
-            missing.append(f"{name}: {(now.reason if now else '') or 'no data'}")
-            continue
-        checked.append(name)
-        if now.confirmed:
-            problems.append(f"{name} still confirmed anomalous")
-            continue
-        for series in involved:
-            current = now.find(series.labels)
-            if current is None:
-                continue
-            breach = _outside_band(signal.direction, current.value, series) or _guard_breach(signal, current.value)
-            if breach:
-                problems.append(f"{name}{series_label(series.labels)} {breach}")
-    if missing:
-        return Recovery.NO_DATA, "no data for " + "; ".join(missing)
-    if not checked:
-        return Recovery.NO_DATA, "the policy no longer watches any signal of this incident"
-    if problems:
-        return Recovery.NOT_RECOVERED, "; ".join(problems)
-    return Recovery.RECOVERED, f"{', '.join(checked)} back in the band recorded at detection"
 
 
 def when_matches(step: Step, obs: Observations) -> tuple[bool | None, str]:
@@ -380,6 +268,86 @@ def _scale_back_pending(incident: IncidentView, policy: PolicySpec, now: float) 
     return None
 
 
+def _landed_step(incident: IncidentView) -> ActionRecord | None:
+    """The outcome record of the action of the step being verified."""
+    status = incident.status
+    return next((r for r in reversed(status.actions)
+                 if r.purpose == ActionPurpose.STEP and r.step == status.current_step
+                 and r.state in (ActionState.SUCCEEDED, ActionState.DRY_RUN)), None)
+
+
+def _verifying(incident: IncidentView, obs: Observations, policy: PolicySpec, facts: GuardFacts,
+               now: float) -> Decision:
+    """A step's action ran: wait for it to land, then for its window, then judge on settled points."""
+    status = incident.status
+    index = status.current_step
+    steps = policy.playbook.steps
+    step = steps[index] if 0 <= index < len(steps) else None
+    what = f"step {index + 1}" + (f" {step.action}" if step is not None else "")
+    if status.landed_at is None:
+        window = verify_window(step, policy, incident.spec, obs)
+        record = _landed_step(incident)
+        finished = parse_time(record.finished_at) if record is not None and record.finished_at else \
+            parse_time(status.phase_since or incident.spec.detected_at)
+        target = f"{policy.target.kind} {policy.target.name}"
+        if record is not None and record.dry_run:
+            landed, how = finished, "dry run: nothing changed"
+        elif facts.target_settled_at is not None and facts.target_settled_at > finished:
+            landed, how = now, f"{target} rolled out and available"
+        elif now >= finished + window.seconds:
+            landed, how = now, (f"{target} still not rolled out and available {format_duration(now - finished)} "
+                                "after the action; verifying from now")
+        else:
+            return Decision(kind=Kind.WAIT, incident=incident.name, step=index,
+                            message=f"{what}: waiting for {target} to roll out and be available")
+        until = landed + window.seconds
+        return Decision(kind=Kind.LANDED, incident=incident.name, step=index, at=landed, until=until,
+                        message=f"{what} took effect ({how}); verifying until {format_time(until, round_up=True)}: "
+                                f"{window.describe()}")
+    until = parse_time(status.verify_until) if status.verify_until else now
+    if now < until:
+        return Decision(kind=Kind.WAIT, incident=incident.name, step=index,
+                        message=f"verifying {what} until {status.verify_until}")
+    recovery, why = judge_verification(incident.spec, obs, policy, landed=parse_time(status.landed_at))
+    if recovery == Recovery.NO_DATA:
+        return Decision(kind=Kind.INCONCLUSIVE, incident=incident.name, step=index,
+                        message=f"cannot verify: {why}; waiting for data")
+    if recovery == Recovery.PENDING:
+        return Decision(kind=Kind.WAIT, incident=incident.name, step=index, message=f"verifying {what}: {why}")
+    if recovery == Recovery.RECOVERED:
+        return Decision(kind=Kind.RESOLVE, incident=incident.name, step=index, message=why)
+    return Decision(kind=Kind.NEXT_STEP, incident=incident.name, step=index,
+                    message=f"not recovered after {what}: {why}")
+
+
+def _escalated(incident: IncidentView, obs: Observations, policy: PolicySpec, now: float) -> Decision:
+    """An escalation hold stands: does the anomaly go away on its own for a full settling time?"""
+    status = incident.status
+    holding = Decision(kind=Kind.IDLE, incident=incident.name,
+                       message=f"escalated; holding the target until {status.hold_until}")
+    back, why = back_in_band(incident.spec, obs, policy)
+    since = status.back_in_band_since
+    if back is None:
+        return holding  # no data: neither starts nor breaks the count
+    if not back:
+        if since is None:
+            return holding
+        return Decision(kind=Kind.BACK_IN_BAND, incident=incident.name, at=None,
+                        message=f"out of the recorded band again: {why}")
+    if since is None:
+        return Decision(kind=Kind.BACK_IN_BAND, incident=incident.name, at=now, message=why)
+    settling, signal = longest_settling(incident.spec, obs)
+    settling = max(settling, policy.interval_seconds)
+    held = now - parse_time(since)
+    if held < settling:
+        return holding
+    target = f"{policy.target.kind} {policy.target.name}"
+    return Decision(kind=Kind.RECOVERED_AFTER_ESCALATION, incident=incident.name,
+                    message=f"recovered after the escalation: {why} since {since} "
+                            f"({format_duration(held)}, at least the settling time {format_duration(settling)}"
+                            f"{' of ' + signal if signal else ''}); the hold on {target} ends")
+
+
 # --- the decision --------------------------------------------------------------------------------
 
 
@@ -435,8 +403,7 @@ def decide(
         if latest.status.hold_until is None or now >= parse_time(latest.status.hold_until):
             return Decision(kind=Kind.RELEASE_HOLD, incident=latest.name,
                             message=f"escalation hold of {policy.playbook.escalation_hold} passed")
-        return Decision(kind=Kind.IDLE, incident=latest.name,
-                        message=f"escalated; holding the target until {latest.status.hold_until}")
+        return _escalated(latest, obs, policy, now)
 
     # 4. No incident in progress: open (or reopen) one on a confirmed anomaly, else tidy up.
     if latest is None or not is_active(latest):
@@ -481,21 +448,10 @@ def decide(
         return Decision(kind=Kind.INVOLVE, incident=incident.name, involved=new_series,
                         message="also confirmed: " + ", ".join(f"{s.signal}{series_label(s.labels)}"
                                                                for s in new_series))
-    recovery, why = judge_recovery(incident.spec, obs, policy)
-    steps = policy.playbook.steps
-
     if status.phase == IncidentPhase.VERIFYING:
-        until = parse_time(status.verify_until) if status.verify_until else now
-        if now < until:
-            return Decision(kind=Kind.WAIT, incident=incident.name, step=status.current_step,
-                            message=f"verifying step {status.current_step + 1} until {status.verify_until}")
-        if recovery == Recovery.NO_DATA:
-            return Decision(kind=Kind.INCONCLUSIVE, incident=incident.name, step=status.current_step,
-                            message=f"cannot verify: {why}; waiting for data")
-        if recovery == Recovery.RECOVERED:
-            return Decision(kind=Kind.RESOLVE, incident=incident.name, step=status.current_step, message=why)
-        return Decision(kind=Kind.NEXT_STEP, incident=incident.name, step=status.current_step,
-                        message=f"not recovered after step {status.current_step + 1}: {why}")
+        return _verifying(incident, obs, policy, facts, now)
+    recovery, why = recovered_now(incident.spec, obs, policy)
+    steps = policy.playbook.steps
 
     # Detected or Remediating: the next step is `current_step`.
     if recovery == Recovery.NO_DATA:

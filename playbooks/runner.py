@@ -36,7 +36,7 @@ from homeostat.api.incident import (
     IncidentStatus,
     TimelineEntry,
 )
-from homeostat.api.policy import Action, PolicySpec, Step
+from homeostat.api.policy import Action, PolicySpec
 from homeostat.api.times import format_time, parse_time
 from homeostat.operator.metrics import OperatorMetrics
 from homeostat.playbooks import guards
@@ -91,6 +91,7 @@ class TargetInfo:
     found: bool
     uid: str | None = None
     annotations: Mapping[str, str] = field(default_factory=dict)
+    settled_at: float | None = None  # read at this time with its rollout complete (None: rolling out, or unknown)
 
 
 @dataclass(kw_only=True)
@@ -142,10 +143,6 @@ def _enter(status: IncidentStatus, phase: IncidentPhase, now: float) -> bool:
 
 def _record(status: IncidentStatus, key: str) -> ActionRecord | None:
     return next((r for r in status.actions if r.key == key), None)
-
-
-def _verify_seconds(step: Step | None, policy: PolicySpec) -> float:
-    return parse_duration((step.verify if step is not None and step.verify else None) or policy.playbook.verify)
 
 
 def _summary(view: IncidentView, policy: PolicyInfo, what: str) -> str:
@@ -223,6 +220,7 @@ class _Cycle:
             slot_available=latest is None or slots.available(self.slot_key(latest.name)),
             slots_in_use=slots.in_use,
             max_concurrent=slots.limit,
+            target_settled_at=self.target.settled_at,
             hold=guards.standing_hold(
                 [(i.name, i.status, dict(i.annotations)) for i in self.on_target], now=now,
                 exclude=latest.name if latest is not None else None,
@@ -332,6 +330,7 @@ class _Cycle:
             s.reopened += 1
             s.resolved_at = None
             s.verify_until = None
+            s.landed_at = None
             s.waiting = None
             s.message = d.message
             _note(s, now, "Reopened", d.message)
@@ -399,6 +398,7 @@ class _Cycle:
             _enter(s, IncidentPhase.RESOLVED, now)
             s.resolved_at = format_time(now)
             s.verify_until = None
+            s.landed_at = None
             s.waiting = None
             s.message = d.message
             _note(s, now, "Resolved", d.message)
@@ -416,6 +416,7 @@ class _Cycle:
             s.current_step += 1
             _enter(s, IncidentPhase.REMEDIATING, now)
             s.verify_until = None
+            s.landed_at = None
             s.waiting = None
             _note(s, now, "NotRecovered", d.message)
 
@@ -448,7 +449,9 @@ class _Cycle:
             _enter(s, phase, now)
             s.hold_until = format_time(now + hold, round_up=True)
             s.hold_released = None
+            s.back_in_band_since = None
             s.verify_until = None
+            s.landed_at = None
             s.waiting = None
             s.message = f"{d.message}; {hold_note}"
             _note(s, now, str(phase), s.message)
@@ -466,6 +469,38 @@ class _Cycle:
         if key is not None and notify is not None:
             await self._perform(view, step_index=notify, key=key, purpose=ActionPurpose.ESCALATION,
                                 dry_run=dry_run, now=now)
+
+    async def _on_landed(self, d: Decision, now: float) -> None:
+        view = self.view(d.incident)
+        assert d.at is not None and d.until is not None
+
+        def mutate(s: IncidentStatus) -> None:
+            s.landed_at = format_time(d.at or now)
+            s.verify_until = format_time(d.until or now, round_up=True)
+            s.waiting = None
+            _note(s, now, "ActionLanded", d.message)
+
+        await self.write(view, mutate)
+
+    async def _on_back_in_band(self, d: Decision, now: float) -> None:
+        view = self.view(d.incident)
+
+        def mutate(s: IncidentStatus) -> None:
+            s.back_in_band_since = format_time(d.at) if d.at is not None else None
+
+        await self.write(view, mutate)
+
+    async def _on_recovered_after_escalation(self, d: Decision, now: float) -> None:
+        view = self.view(d.incident)
+
+        def mutate(s: IncidentStatus) -> None:
+            s.hold_released = format_time(now)
+            s.message = d.message
+            _note(s, now, "RecoveredAfterEscalation", d.message)
+
+        view = await self.write(view, mutate)
+        await self.tell(view, type="Normal", reason="RecoveredAfterEscalation", message=d.message, now=now,
+                        target=True, policy=True)
 
     async def _on_release_hold(self, d: Decision, now: float) -> None:
         view = self.view(d.incident)
@@ -490,6 +525,7 @@ class _Cycle:
                 _enter(s, IncidentPhase.RESOLVED, now)
                 s.resolved_at = format_time(now)
                 s.verify_until = None
+                s.landed_at = None
                 s.waiting = None
                 s.message = "closed: " + message
             elif s.phase in (IncidentPhase.ESCALATED, IncidentPhase.FAILED) and s.hold_released is None:
@@ -638,12 +674,14 @@ class _Cycle:
             if purpose == ActionPurpose.STEP:
                 s.current_step = step_index
                 if state in (ActionState.SUCCEEDED, ActionState.DRY_RUN):
-                    _enter(s, IncidentPhase.VERIFYING, done)
-                    s.verify_until = format_time(done + _verify_seconds(step, self.spec), round_up=True)
+                    _enter(s, IncidentPhase.VERIFYING, done)  # the window starts when the action lands
+                    s.verify_until = None
+                    s.landed_at = None
                 else:  # failed or did not apply: nothing changed, nothing to verify; on with the next step
                     _enter(s, IncidentPhase.REMEDIATING, done)
                     s.current_step = step_index + 1
                     s.verify_until = None
+                    s.landed_at = None
             _note(s, done, f"Action{state}", f"{what}: {message}")
 
         before = view.status.phase

@@ -27,8 +27,8 @@ from homeostat.playbooks.machine import (
     SeriesNow,
     SignalNow,
     decide,
-    judge_recovery,
 )
+from homeostat.playbooks.verification import recovered_now
 
 NOW = 1_800_000_000.0
 NAME = "web-20270115-080000"
@@ -46,8 +46,10 @@ def policy(steps: list[dict[str, Any]] | None = None, signals: list[dict[str, An
 
 
 def series(value: float, *, confirmed: bool = False, anomalous: bool | None = None, **labels: str) -> SeriesNow:
+    """A series whose last three points (evaluated at NOW - 2, NOW - 1, NOW) all had `value`."""
     return SeriesNow(labels=labels, value=value, confirmed=confirmed,
-                     anomalous=confirmed if anomalous is None else anomalous, **BAND, score=0.9)
+                     anomalous=confirmed if anomalous is None else anomalous, **BAND, score=0.9,
+                     points=tuple((NOW - ago, value) for ago in (2, 1, 0)))
 
 
 def observe(**signals: SeriesNow | list[SeriesNow] | None) -> Observations:
@@ -185,8 +187,9 @@ def test_an_incident_that_recovered_while_held_is_resolved_not_acted_on() -> Non
 
 
 def verifying(until: float, **kwargs: Any) -> IncidentView:
+    """Verifying step 1, whose action landed 2m (the policy's verify) before `until`."""
     return incident(IncidentPhase.VERIFYING, actions=[record(0, ActionState.SUCCEEDED)],
-                    verify_until=format_time(until), **kwargs)
+                    landed_at=format_time(until - 120), verify_until=format_time(until), **kwargs)
 
 
 def test_verification_waits_for_its_window() -> None:
@@ -207,20 +210,23 @@ def test_not_recovered_goes_on_with_the_next_step() -> None:
 def test_the_recorded_band_decides_not_the_rebaselined_detector() -> None:
     # The detector re-baselined on the shift: its verdict is normal, its band now contains 0.9.
     rebaselined = SeriesNow(labels={}, value=0.9, anomalous=False, confirmed=False, expected=0.9, lower=0.8,
-                            upper=1.0)
+                            upper=1.0, points=((NOW - 2, 0.9), (NOW - 1, 0.9), (NOW, 0.9)))
     d = run([verifying(NOW - 1)], observe(latency=rebaselined, errors=NORMAL))
     assert d.kind == Kind.NEXT_STEP
 
 
-def test_still_confirmed_is_not_recovered_even_inside_the_band() -> None:
+def test_a_confirmation_made_of_points_before_the_action_does_not_count_against_recovery() -> None:
+    # k of the last n points were anomalous, but the settled points are back inside the recorded band:
+    # the confirmation still counts windows from before the action.
     d = run([verifying(NOW - 1)], observe(latency=series(0.12, confirmed=True), errors=NORMAL))
-    assert d.kind == Kind.NEXT_STEP and "still confirmed" in d.message
+    assert d.kind == Kind.RESOLVE
 
 
 def test_no_data_during_verification_neither_resolves_nor_escalates() -> None:
     d = run([verifying(NOW - 1)], observe(latency=None, errors=NORMAL))
     assert d.kind == Kind.INCONCLUSIVE and "cannot verify" in d.message
-    last_step = incident(IncidentPhase.VERIFYING, step=1, verify_until=format_time(NOW - 1))
+    last_step = incident(IncidentPhase.VERIFYING, step=1, landed_at=format_time(NOW - 200),
+                         verify_until=format_time(NOW - 1))
     assert run([last_step], observe(latency=None, errors=None)).kind == Kind.INCONCLUSIVE
 
 
@@ -246,9 +252,9 @@ def test_direction_down_recovers_above_the_lower_bound() -> None:
     assert run([view], observe(latency=series(0.01), errors=NORMAL), spec).kind == Kind.NEXT_STEP
 
 
-def test_judge_recovery_names_what_is_missing() -> None:
+def test_recovered_now_names_what_is_missing() -> None:
     view = verifying(NOW)
-    state, why = judge_recovery(view.spec, observe(latency=None, errors=NORMAL), policy())
+    state, why = recovered_now(view.spec, observe(latency=None, errors=NORMAL), policy())
     assert state == Recovery.NO_DATA and "latency: Prometheus unreachable" in why
 
 
@@ -304,7 +310,7 @@ def test_a_false_positive_is_never_reopened() -> None:
 
 
 def test_continuing_anomaly_involves_new_series_instead_of_opening() -> None:
-    view = incident(IncidentPhase.VERIFYING, verify_until=format_time(NOW + 60))
+    view = incident(IncidentPhase.VERIFYING, landed_at=format_time(NOW - 60), verify_until=format_time(NOW + 60))
     d = run([view], observe(latency=HIGH, errors=series(3.0, confirmed=True)))
     assert d.kind == Kind.INVOLVE and [s.signal for s in d.involved] == ["errors"]
     assert run([view], observe(latency=HIGH, errors=NORMAL)).kind == Kind.WAIT
@@ -376,3 +382,70 @@ def test_no_scale_back_when_the_step_did_not_ask_for_it_or_it_was_done() -> None
 def test_a_recurrence_reopens_rather_than_scaling_in() -> None:
     d = run([scaled_out(30)], observe(latency=HIGH, errors=NORMAL), SCALE)
     assert d.kind == Kind.REOPEN
+
+
+# --- landing and settling ------------------------------------------------------------------------
+
+
+def acted(ago: float, *, dry_run: bool = False) -> IncidentView:
+    """Verifying step 1, whose action finished `ago` seconds ago and has not landed yet."""
+    done = record(0, ActionState.DRY_RUN if dry_run else ActionState.SUCCEEDED, at=NOW - ago)
+    done.finished_at = format_time(NOW - ago)
+    done.dry_run = dry_run
+    return incident(IncidentPhase.VERIFYING, actions=[done], phase_since=format_time(NOW - ago))
+
+
+def with_settling(obs: Observations, seconds: float) -> Observations:
+    signals = {name: SignalNow(name=s.name, usable=s.usable, verdict=s.verdict, reason=s.reason, series=s.series,
+                               settling=seconds) for name, s in obs.signals.items()}
+    return Observations(at=obs.at, signals=signals, anomaly_started_at=obs.anomaly_started_at)
+
+
+def test_verification_starts_when_the_rollout_is_complete_not_when_the_write_returned() -> None:
+    obs = with_settling(observe(latency=HIGH, errors=NORMAL), 41)
+    rolling = run([acted(5)], obs)  # the target has not been read rolled out since the action
+    assert rolling.kind == Kind.WAIT and "waiting for Deployment web to roll out" in rolling.message
+    stale = run([acted(5)], obs, target_settled_at=NOW - 6)  # read before the action finished: says nothing
+    assert stale.kind == Kind.WAIT
+    d = run([acted(5)], obs, target_settled_at=NOW)
+    assert d.kind == Kind.LANDED and d.at == NOW and d.until == NOW + 120  # verify 2m > settling 41s
+    assert "rolled out and available" in d.message
+
+
+def test_the_window_is_extended_to_the_settling_time_and_says_so() -> None:
+    d = run([acted(5)], with_settling(observe(latency=HIGH, errors=NORMAL), 300), target_settled_at=NOW)
+    assert d.kind == Kind.LANDED and d.until == NOW + 300
+    assert "verify 2m extended to the settling time of latency" in d.message
+
+
+def test_a_dry_run_lands_at_once_and_a_rollout_that_never_completes_lands_at_its_deadline() -> None:
+    d = run([acted(5, dry_run=True)], observe(latency=HIGH, errors=NORMAL))
+    assert d.kind == Kind.LANDED and d.at == NOW - 5
+    late = run([acted(121)], observe(latency=HIGH, errors=NORMAL))
+    assert late.kind == Kind.LANDED and late.at == NOW and "still not rolled out" in late.message
+
+
+# --- recovery after an escalation ----------------------------------------------------------------
+
+
+def escalated(**status: Any) -> IncidentView:
+    return incident(IncidentPhase.ESCALATED, step=2, hold_until=format_time(NOW + 3600), **status)
+
+
+def test_an_escalated_incident_back_in_band_for_a_settling_time_releases_its_hold() -> None:
+    obs = with_settling(observe(latency=NORMAL, errors=NORMAL), 41)
+    start = run([escalated()], obs)
+    assert start.kind == Kind.BACK_IN_BAND and start.at == NOW
+    counting = run([escalated(back_in_band_since=format_time(NOW - 40))], obs)
+    assert counting.kind == Kind.IDLE
+    done = run([escalated(back_in_band_since=format_time(NOW - 41))], obs)
+    assert done.kind == Kind.RECOVERED_AFTER_ESCALATION
+    assert "at least the settling time 41s" in done.message and "the hold on Deployment web ends" in done.message
+
+
+def test_out_of_band_again_restarts_the_count_and_no_data_neither_starts_nor_breaks_it() -> None:
+    again = run([escalated(back_in_band_since=format_time(NOW - 30))], observe(latency=HIGH, errors=NORMAL))
+    assert again.kind == Kind.BACK_IN_BAND and again.at is None and "out of the recorded band" in again.message
+    assert run([escalated()], observe(latency=HIGH, errors=NORMAL)).kind == Kind.IDLE
+    blind = run([escalated(back_in_band_since=format_time(NOW - 300))], observe(latency=None, errors=NORMAL))
+    assert blind.kind == Kind.IDLE

@@ -4,6 +4,7 @@ actions and a clock the test moves: the order of writes, crash safety, conflicts
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -99,6 +100,16 @@ HIGH = observe(1.0, confirmed=True)
 NORMAL = observe(0.1)
 
 
+def stamped(obs: Observations, now: float) -> Observations:
+    """`obs` as seen at `now`: each series' last three points (one a second) all had its value."""
+    signals = {
+        name: dataclasses.replace(signal, series=tuple(
+            dataclasses.replace(s, points=tuple((now - ago, s.value) for ago in (2, 1, 0))) for s in signal.series))
+        for name, signal in obs.signals.items()
+    }
+    return dataclasses.replace(obs, at=now, signals=signals)
+
+
 class World:
     """One policy and its target in the emulated cluster, and a runner over them."""
 
@@ -120,7 +131,8 @@ class World:
     def target(self) -> TargetInfo:
         obj = self.cluster.get("apps/v1", "deployments", "shop", "web")
         return TargetInfo(found=obj is not None, uid=obj["metadata"]["uid"],
-                          annotations=obj["metadata"].get("annotations") or {})
+                          annotations=obj["metadata"].get("annotations") or {},
+                          settled_at=self.clock.t)  # the fake actions change nothing: always rolled out
 
     async def cycle(self, obs: Observations, policy: PolicySpec | None = None, *, advance: float = 1.0) -> Any:
         self.clock.t += advance
@@ -129,7 +141,8 @@ class World:
             self.policy_events.append((reason, message))
 
         return await remediate(policy=PolicyInfo(namespace="shop", name="web", uid=self.policy_uid),
-                               spec=policy or spec(), obs=obs, target=self.target(), deps=self.deps, emit=emit)
+                               spec=policy or spec(), obs=stamped(obs, self.clock.t), target=self.target(),
+                               deps=self.deps, emit=emit)
 
     def incidents(self) -> list[dict[str, Any]]:
         return self.cluster.list(API, "incidents", namespace="shop")
@@ -186,11 +199,14 @@ async def test_not_recovered_goes_through_the_steps_then_escalates_and_holds(wor
                          {"action": "notify", "notify": {"webhooks": [{"urlSecretRef": {"name": "s", "key": "k"}}]}}],
                   escalationHold="10m")
     await world.cycle(HIGH, policy)
+    await world.cycle(HIGH, policy)  # the restart has landed (rolled out): its verify window starts
     await world.cycle(HIGH, policy, advance=31)  # not recovered: next step, held by the 1m cooldown
     assert world.status().waiting.startswith("Cooldown")
     await world.cycle(HIGH, policy, advance=30)
     assert [c[0] for c in world.actions.calls] == ["restart", "scale-out"]
+    await world.cycle(HIGH, policy)  # landed
     await world.cycle(HIGH, policy, advance=31)  # notify is no workload action: no cooldown
+    await world.cycle(HIGH, policy)  # landed
     await world.cycle(HIGH, policy, advance=31)
     status = world.status()
     assert status.phase == "Escalated" and status.hold_until
@@ -280,12 +296,14 @@ async def test_concurrency_cap_is_operator_wide(cluster: Any, kube_client: Any) 
     world.deps.slots.release("other/elsewhere-20270101-000000")
     await world.cycle(HIGH)
     assert len(world.actions.calls) == 1 and world.deps.slots.in_use == 1
+    await world.cycle(NORMAL)  # landed
     await world.cycle(NORMAL, advance=31)
     assert world.deps.slots.in_use == 0
 
 
 async def test_a_recurrence_reopens_and_goes_on_with_the_next_step(world: World) -> None:
     await world.cycle(HIGH)
+    await world.cycle(HIGH)  # landed
     await world.cycle(NORMAL, advance=31)
     assert world.status().phase == "Resolved"
     await world.cycle(HIGH, advance=120)
