@@ -586,9 +586,10 @@ def profile(pid: int, out: Path, n: int, *, seconds: float) -> dict[str, Any]:
     """py-spy the operator after the measurement (so it does not count): a thread dump, then
     `seconds` of samples of the thread holding the GIL (`--gil`: where the CPU goes), summarised
     by part of the operator, by function (self) and inclusive."""
-    py_spy = shutil.which("py-spy")
+    # The venv's first (`.venv/bin/pip install py-spy` puts it there, which is not on PATH), then PATH.
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if py_spy is None:
-        log("py-spy not found (pip install py-spy): no profile")
+        log("py-spy not found (.venv/bin/pip install py-spy): no profile")
         return {}
     out.mkdir(parents=True, exist_ok=True)
     dump = subprocess.run([py_spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60)

@@ -62,8 +62,10 @@ class OperatorProcess:
         while self.liveness_port == self.metrics_port:  # both were free: the same one may come twice
             self.liveness_port = free_port()
         self.log_path = log_path
+        # -P: `-m` would put the log's folder first on sys.path; if that is the repository (`homeostat
+        # demo --keep .`), its operator/ folder shadows the standard library's `operator`.
         args = [
-            sys.executable, "-m", "homeostat", "run", "--dev", "--kubeconfig", str(kubeconfig),
+            sys.executable, "-P", "-m", "homeostat", "run", "--dev", "--kubeconfig", str(kubeconfig),
             "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port), "-v", *extra,
         ]
         if prometheus_url:

@@ -43,7 +43,11 @@ def test_every_package_folder_is_listed_in_pyproject() -> None:
 
 
 def test_console_script_dispatches(tmp_path: Path) -> None:
-    done = subprocess.run(["homeostat", "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert done.returncode == 0
+    # The venv's own script, next to its python: not whichever `homeostat` is first on PATH (on a
+    # fresh machine none is: nothing puts .venv/bin on PATH).
+    script = Path(sys.executable).parent / "homeostat"
+    assert script.is_file(), f"{script} is missing: the package is not installed in this venv (make install)"
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
     for command in ("run", "demo", "crds", "eval"):
         assert command in done.stdout
