@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     except OutputError as exc:
         return fail("--out", str(exc))
 
-    _warn(result)
+    _warn(result, data=data)
     if args.per_file:
         try:
             _write_per_file(Path(args.per_file), result)
@@ -110,8 +110,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warn(result: EvaluationResult) -> None:
-    """Say on stderr what was not scored, so that a mislabelled corpus is noticed."""
+def _warn(result: EvaluationResult, *, data: Path) -> None:
+    """Say on stderr what was not scored, so that a mislabelled corpus is noticed, and which
+    files' time goes back (once per file, at the first row that does)."""
+    for path, step in result.time_goes_back.items():
+        print(
+            f"homeostat eval: warning: {data / path}:{step.line}: {step.describe()}; scored in file order, as NAB does",
+            file=sys.stderr,
+        )
     notes = []
     if result.unlabeled:
         notes.append(f"{len(result.unlabeled)} CSV file(s) have no labels entry and were not scored (unlabeled_files)")

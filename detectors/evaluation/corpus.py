@@ -1,8 +1,14 @@
 """Reading a NAB-layout corpus: CSV series under a folder and a windows JSON file.
 
 Layout (the Numenta Anomaly Benchmark's): every ``*.csv`` under the data folder holds a
-``timestamp,value`` header and one row per point in time order; the labels file maps each
-CSV's path relative to the data folder to a list of ``[start, end]`` anomaly windows.
+``timestamp,value`` header and one row per point; the labels file maps each CSV's path
+relative to the data folder to a list of ``[start, end]`` anomaly windows.
+
+Rows are kept in file order, which is the order they are streamed and scored in. A file
+whose timestamps go back (NAB's own ``realKnownCause/machine_temperature_system_failure.csv``
+repeats an hour at line 10151) is read as it stands, as NAB reads, streams and scores it;
+`Series.backstep` records where, so that the caller can warn. Only what cannot be read is
+refused: a missing column, a value or timestamp that does not parse.
 
 Timestamps are naive ISO 8601 (``2014-04-01 00:00:00``) and are read as UTC; ISO strings
 with an offset and plain unix seconds are accepted too. Times are kept as int64
@@ -18,13 +24,14 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "Backstep",
     "CorpusError",
     "LabelsError",
     "Series",
@@ -48,14 +55,34 @@ class LabelsError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Backstep:
+    """Where a file's timestamps first go back: its line (1 is the header) and by how much.
+
+    ``rows`` counts every row whose timestamp is earlier than the row before it.
+    """
+
+    line: int
+    back_us: int
+    rows: int = 1
+
+    def describe(self) -> str:
+        """``timestamp goes back 1:00:00 from the previous row`` (and how many more rows do)."""
+        text = f"timestamp goes back {timedelta(microseconds=self.back_us)} from the previous row"
+        if self.rows > 1:
+            text += f" ({self.rows - 1} more row(s) go back later in the file)"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
 class Series:
-    """One CSV file: parsed times and values, plus the original text for the results file."""
+    """One CSV file in file order: parsed times and values, plus the original text for the results file."""
 
     path: str  # relative to the data folder, with forward slashes: the labels key
     stamps: list[str]
     raw_values: list[str]
     times_us: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
+    backstep: Backstep | None = None  # where time first goes back, if it does
 
     def __len__(self) -> int:
         return len(self.stamps)
@@ -75,10 +102,11 @@ def find_csv_files(*, root: Path) -> list[str]:
 
 
 def read_series(*, root: Path, path: str) -> Series:
-    """Read ``root/path``; the first column is the timestamp and the second the value."""
+    """Read ``root/path`` in file order; the first column is the timestamp and the second the value."""
     full = root / path
     stamps: list[str] = []
     raw_values: list[str] = []
+    lines: list[int] = []  # each row's line in the file (blank lines are skipped)
     try:
         with full.open(newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
@@ -94,6 +122,7 @@ def read_series(*, root: Path, path: str) -> Series:
                     raise CorpusError(f"{full}:{reader.line_num}: expected 'timestamp,value', got {row!r}")
                 stamps.append(row[0])
                 raw_values.append(row[1])
+                lines.append(reader.line_num)
     except (OSError, UnicodeDecodeError) as exc:
         raise CorpusError(f"{full}: cannot read ({exc})") from exc
     values = np.empty(len(raw_values), dtype=np.float64)
@@ -101,17 +130,35 @@ def read_series(*, root: Path, path: str) -> Series:
         try:
             values[i] = float(text) if text.strip() else math.nan
         except ValueError:
-            raise CorpusError(f"{full}:{i + 2}: value {text!r} is not a number") from None
+            raise CorpusError(f"{full}:{lines[i]}: value {text!r} is not a number") from None
     try:
         times = parse_timestamps(stamps=stamps)
     except ValueError as exc:
         raise CorpusError(f"{full}: {exc}") from None
-    if times.size > 1:
-        backwards = np.flatnonzero(np.diff(times) < 0)
-        if backwards.size:
-            line = int(backwards[0]) + 3  # the later of the two rows; line 1 is the header
-            raise CorpusError(f"{full}:{line}: timestamps go backwards; rows must be in time order")
-    return Series(path=path, stamps=stamps, raw_values=raw_values, times_us=times, values=values)
+    return Series(
+        path=path,
+        stamps=stamps,
+        raw_values=raw_values,
+        times_us=times,
+        values=values,
+        backstep=_first_backstep(times=times, lines=lines),
+    )
+
+
+def _first_backstep(*, times: npt.NDArray[np.int64], lines: Sequence[int]) -> Backstep | None:
+    """The first row whose timestamp is earlier than the previous row's; None if time never goes back.
+
+    Repeated timestamps are not a step back. Nothing is reordered: NAB streams and scores
+    rows in file order, so a sorted copy would score a different series.
+    """
+    if times.size < 2:
+        return None
+    steps = np.diff(times)
+    backwards = np.flatnonzero(steps < 0)
+    if not backwards.size:
+        return None
+    first = int(backwards[0])
+    return Backstep(line=lines[first + 1], back_us=-int(steps[first]), rows=int(backwards.size))
 
 
 def parse_timestamps(*, stamps: Sequence[str]) -> npt.NDArray[np.int64]:

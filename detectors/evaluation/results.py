@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .alarms import AlarmCounts
+from .corpus import Backstep
 from .scoring import FileScore
 
 __all__ = ["EvaluationResult", "FileResult", "ProfileResult"]
@@ -99,7 +100,9 @@ class EvaluationResult:
     """A detector's evaluation on one corpus.
 
     ``files`` holds the labelled files (the scored ones), sorted by path; ``unlabeled``
-    were run and written but not scored; ``labels_without_file`` name labels keys with no CSV.
+    were run and written but not scored; ``labels_without_file`` name labels keys with no CSV;
+    ``time_goes_back`` maps every file (labelled or not) whose timestamps go back somewhere
+    to where they first do; such files were streamed and scored in file order, as NAB does.
     """
 
     detector: str
@@ -111,6 +114,7 @@ class EvaluationResult:
     points: int
     unlabeled: list[str] = field(default_factory=list)
     labels_without_file: list[str] = field(default_factory=list)
+    time_goes_back: dict[str, Backstep] = field(default_factory=dict)
     seconds: float = 0.0
 
     def score(self, profile: str = "standard") -> float | None:
@@ -130,6 +134,10 @@ class EvaluationResult:
             "alarms": self.alarms.as_dict(),
             "unlabeled_files": self.unlabeled,
             "labels_without_file": self.labels_without_file,
+            "time_goes_back": [
+                {"file": path, "line": step.line, "back_seconds": step.back_us / 1e6, "rows_going_back": step.rows}
+                for path, step in self.time_goes_back.items()
+            ],
             "seconds": round(self.seconds, 3),
         }
         if per_file:

@@ -1,9 +1,10 @@
 """Stream every file of a corpus through a fresh detector, point by point, then score it.
 
-Each file gets a new detector that sees one ``(t, x)`` at a time, scores it and only then
-learns it: nothing about the file (its length, range or future) reaches the detector, as
-in production. Files run in parallel processes with ``jobs > 1``; results do not depend
-on ``jobs``.
+Each file gets a new detector that sees one ``(t, x)`` at a time, in file order, scores it
+and only then learns it: nothing about the file (its length, range or future) reaches the
+detector, as in production. A file whose time goes back is streamed as it stands, as NAB
+streams it; the result lists it (``time_goes_back``). Files run in parallel processes
+with ``jobs > 1``; results do not depend on ``jobs``.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def run_file(
         times_us=series.times_us,
         scores=score_array,
         alarms=np.array(alarms, dtype=bool),
+        backstep=series.backstep,
     )
 
 
@@ -154,7 +156,9 @@ def evaluate_corpus(
     ``detector`` is a registered name (built with ``direction`` and ``sensitivity``) or a
     zero-argument factory returning a fresh detector (then those two are only labels in
     the result). Raises `CorpusError`, `LabelsError`, `DetectorError` or `OutputError`
-    with a message that names the culprit.
+    with a message that names the culprit. Files whose timestamps go back are scored in
+    file order, as NAB does, and listed in ``time_goes_back`` (no warning is raised here;
+    ``homeostat eval`` prints one per file).
     """
     started = time.perf_counter()
     root = Path(data)

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .alarms import AlarmCounts, count_alarms
-from .corpus import Window
+from .corpus import Backstep, Window
 from .results import EvaluationResult, FileResult, ProfileResult
 from .scoring import PROFILES, FileScore, PreparedFile, Profile, normalised_score, prepare_series, score_at_threshold
 from .sweep import sweep_corpus
@@ -27,12 +27,13 @@ NULL_SCORE = 0.5
 
 @dataclass(frozen=True, slots=True)
 class DetectedSeries:
-    """What a detector said about one file, point by point."""
+    """What a detector said about one file, point by point, in file order."""
 
     path: str
     times_us: npt.NDArray[np.int64]
     scores: npt.NDArray[np.float64]
     alarms: npt.NDArray[np.bool_]
+    backstep: Backstep | None = None  # where the file's time first goes back, if it does
 
 
 def score_detections(
@@ -100,6 +101,7 @@ def score_detections(
         points=sum(f.points for f in files),
         unlabeled=sorted(d.path for d in detected if d.path not in labels),
         labels_without_file=sorted(set(labels) - {d.path for d in detected}),
+        time_goes_back={d.path: d.backstep for d in sorted(detected, key=lambda d: d.path) if d.backstep},
     )
 
 

@@ -9,6 +9,10 @@ NAB gives every point an unweighted score ``S`` that depends only on its positio
   ``S``, which goes negative and reaches -1 (beyond ``y = 3``);
 * before the first window: ``S = -1``.
 
+Indices are rows in file order, which is also the order the detector saw them in; when a
+file's time goes back, windows are still placed by walking the rows in that order, as NAB
+does (`window_spans`).
+
 A detection's reward is then this ``S`` weighted by the application profile
 (`homeostat.detectors.evaluation.scoring`). Points in the probationary period keep their
 geometry but are never scored.
@@ -55,21 +59,48 @@ def window_spans(
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """First and last point index (inclusive) of every window that holds at least one point.
 
-    A window starts at the first point at or after its start and ends at the last point at
-    or before its end; with NAB's labels both edges are points of the file, and an end that
-    is a repeated timestamp ends at its first occurrence, as NAB's ``list.index`` does.
-    Windows that hold no point are dropped (the caller counts them).
+    Points are in file order, which need not be time order. NAB's scorer
+    (``Sweeper.calcSweepScore``) walks the rows in file order and assigns them to windows
+    by timestamp as it goes: a window opens at the first row whose timestamp is its start
+    and closes at the first row after that whose timestamp is its end (``list.index``, so a
+    repeated end timestamp ends it at its first occurrence); every row in between is in the
+    window, whatever its timestamp. So when time goes back, a row whose timestamp falls
+    inside a window but that comes after the window closed is *not* in it: it is scored as
+    a point after the window (a softened false positive), as NAB scores it; and a row inside
+    the span whose timestamp went back before the start is in it. Windows are taken in time
+    order, each searched for after the previous one's end, as NAB pops them. (NAB measures
+    a window's width from the first occurrence of each edge anywhere in the file; that is
+    the row walked to unless an edge's timestamp also occurs earlier in the file, where
+    NAB's width is wrong, even negative, and the rows walked to are used here.)
+
+    With NAB's labels both edges are rows of the file. Edges that are not (NAB refuses
+    them) snap inwards: the window opens at the first row whose timestamp is within it and
+    closes at the row before the first later row past its end. For rows in time order this
+    is the first point at or after the start and the last at or before the end. Windows
+    that hold no point are dropped (the caller counts them).
     """
     starts: list[int] = []
     ends: list[int] = []
-    for start_us, end_us in windows:
-        first = int(np.searchsorted(times_us, start_us, side="left"))
-        last = int(np.searchsorted(times_us, end_us, side="left"))
-        if last >= times_us.size or times_us[last] != end_us:
-            last -= 1
-        if first <= last:
-            starts.append(first)
-            ends.append(last)
+    size = times_us.size
+    searched = 0  # rows before this belong to earlier windows or the gaps between them
+    for start_us, end_us in sorted(windows):
+        rest = times_us[searched:]
+        hits = np.flatnonzero(rest == start_us)
+        if not hits.size:
+            hits = np.flatnonzero((rest >= start_us) & (rest <= end_us))
+            if not hits.size:
+                continue
+        first = searched + int(hits[0])
+        rest = times_us[first:]
+        hits = np.flatnonzero(rest == end_us)
+        if hits.size:
+            last = first + int(hits[0])
+        else:
+            past = np.flatnonzero(rest > end_us)
+            last = first + int(past[0]) - 1 if past.size else size - 1
+        starts.append(first)
+        ends.append(last)
+        searched = last + 1
     return np.array(starts, dtype=np.intp), np.array(ends, dtype=np.intp)
 
 

@@ -295,3 +295,17 @@ def test_batch_feedback_matches_per_series(variant):
     assert batch.export_series(0) == det.export_state()
     out = batch.update_many(t, np.array([x, x]))
     assert out.alarm.tolist() == [False, True]
+
+
+def test_time_going_back_neither_decays_nor_inflates_the_record():
+    """A point stamped before the last learned one counts as no elapsed time (decay 1), and
+    the clock then runs on from it."""
+    det = create("adaptive", direction="both")
+    assert isinstance(det, Adaptive)
+    _warm(det, _noise(600))
+    last = det.last_t
+    assert det._record_decay(last - 3600.0) == 1.0
+    assert det._record_decay(last) == 1.0
+    assert det._record_decay(last + 3600.0) < 1.0
+    det.update_one(last - 3600.0, 100.0)
+    assert det.last_t == last - 3600.0

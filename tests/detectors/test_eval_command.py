@@ -166,3 +166,47 @@ def test_a_bad_csv_names_the_file_and_the_line(
     line = one_error_line(capsys)
     assert code == 2
     assert "--data: " in line and "quiet.csv:3: value 'oops' is not a number" in line
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_file_whose_time_goes_back_is_scored_with_one_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], jobs: str
+) -> None:
+    """As NAB's machine_temperature_system_failure.csv: scored in file order, one warning naming file and line."""
+    from homeostat.cli import main
+
+    data, labels = fixtures.make_corpus(tmp_path, back_at=70)
+    argv = ["eval", "--data", str(data), "--labels", str(labels), "--out", str(tmp_path / "o"), "--jobs", jobs]
+    code = main([*argv, "--no-progress"])
+    captured = capsys.readouterr()
+
+    assert code == 0
+    summary = json.loads(captured.out)
+    assert isinstance(summary["nab"]["standard"]["score"], float)
+    assert summary["files"] == 3 and summary["points"] == 380
+    assert summary["time_goes_back"] == [
+        {"file": "real/deep/nested.csv", "line": 72, "back_seconds": 3300.0, "rows_going_back": 1}
+    ]
+    warnings = [line for line in captured.err.splitlines() if "warning" in line]
+    assert warnings == [
+        f"homeostat eval: warning: {data / 'real/deep/nested.csv'}:72: timestamp goes back 0:55:00 "
+        "from the previous row; scored in file order, as NAB does"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rows", "hint"),
+    [
+        ("2014-04-01 00:00:00,1\nyesterday,2\n", "quiet.csv: timestamp 'yesterday' is not ISO 8601"),
+        ("2014-04-01 00:00:00,1\n2014-04-01 00:05:00\n", "quiet.csv:3: expected 'timestamp,value'"),
+    ],
+)
+def test_what_cannot_be_read_still_fails_naming_the_file(
+    corpus: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], rows: str, hint: str
+) -> None:
+    data, labels = corpus
+    (data / "quiet.csv").write_text("timestamp,value\n" + rows)
+    code = eval_command("--data", str(data), "--labels", str(labels), "--out", str(tmp_path / "out"), "--no-progress")
+    line = one_error_line(capsys)
+    assert code == 2
+    assert line.startswith("homeostat eval: --data: ") and hint in line

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from homeostat.detectors.evaluation.corpus import (
+    Backstep,
     CorpusError,
     LabelsError,
     find_csv_files,
@@ -52,12 +53,46 @@ def test_read_series_keeps_text_and_parses_values(tmp_path: Path) -> None:
     assert series.times_us.tolist() == [APRIL_FIRST_2014, APRIL_FIRST_2014 + 300_000_000]
 
 
-def test_read_series_allows_repeated_timestamps_but_not_going_back(tmp_path: Path) -> None:
+def test_read_series_allows_repeated_timestamps(tmp_path: Path) -> None:
     (tmp_path / "same.csv").write_text("timestamp,value\n2014-04-01 00:00:00,1\n2014-04-01 00:00:00,2\n")
-    assert len(read_series(root=tmp_path, path="same.csv")) == 2
-    (tmp_path / "back.csv").write_text("timestamp,value\n2014-04-01 00:05:00,1\n2014-04-01 00:00:00,2\n")
-    with pytest.raises(CorpusError, match=r"back.csv:3: timestamps go backwards"):
-        read_series(root=tmp_path, path="back.csv")
+    series = read_series(root=tmp_path, path="same.csv")
+    assert len(series) == 2
+    assert series.backstep is None
+
+
+def test_time_going_back_is_read_in_file_order_and_located(tmp_path: Path) -> None:
+    """As in NAB's machine_temperature_system_failure.csv: an hour repeated mid-file."""
+    rows = [f"2014-04-01 0{h}:{m:02d}:00,{i}" for i, (h, m) in enumerate([(1, 0), (1, 30), (2, 0), (2, 30)])]
+    rows += ["2014-04-01 01:30:00,4", "2014-04-01 02:00:00,5", "", "2014-04-01 01:00:00,6", "2014-04-01 03:00:00,7"]
+    (tmp_path / "back.csv").write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    series = read_series(root=tmp_path, path="back.csv")
+    half_hour = 1800 * 1_000_000
+    one = APRIL_FIRST_2014 + 2 * half_hour
+    offsets = [0, 1, 2, 3, 1, 2, 0, 4]
+    assert series.times_us.tolist() == [one + k * half_hour for k in offsets]  # file order, not sorted
+    assert series.values.tolist() == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert series.stamps[4] == "2014-04-01 01:30:00"
+    # Line 6 (the header is line 1) goes back an hour; line 9 (after a blank line) goes back too.
+    assert series.backstep == Backstep(line=6, back_us=2 * half_hour, rows=2)
+    assert series.backstep.describe() == (
+        "timestamp goes back 1:00:00 from the previous row (1 more row(s) go back later in the file)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("timestamp,value\n2014-04-01 00:05:00,1\nyesterday,2\n", "'yesterday' is not ISO 8601"),
+        ("timestamp,value\n2014-04-01 00:05:00,1\n2014-04-01 00:00:00\n", r"bad.csv:3: expected 'timestamp,value'"),
+        ("timestamp\n2014-04-01 00:05:00\n", "fewer than 2 columns"),
+        ("timestamp,value\n2014-04-01 00:05:00,1\n\n2014-04-01 00:00:00,x\n", r"bad.csv:4: value 'x' is not a number"),
+        ("", "empty file"),
+    ],
+)
+def test_what_cannot_be_read_is_still_refused(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "bad.csv").write_text(text)
+    with pytest.raises(CorpusError, match=message):
+        read_series(root=tmp_path, path="bad.csv")
 
 
 def test_labels_are_parsed_sorted_and_keys_normalised(tmp_path: Path) -> None:

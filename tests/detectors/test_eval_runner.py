@@ -80,6 +80,29 @@ def test_each_file_gets_a_fresh_detector_that_scores_before_it_learns(tmp_path: 
         assert times == sorted(times) and times[0] == 1396310400.0  # 2014-04-01 00:00:00 UTC
 
 
+def test_a_file_whose_time_goes_back_is_streamed_in_file_order_and_scored(tmp_path: Path) -> None:
+    data, labels = fixtures.make_corpus(tmp_path, back_at=70)
+    factory = fixtures.StepFactory()
+    result = evaluate_corpus(data=data, labels=labels, detector=factory, out=tmp_path / "out")
+
+    (nested,) = [d for d in factory.built if len(d.calls) == 200]  # 100 points, scored then learned
+    times = [t for kind, t, _ in nested.calls if kind == "score"]
+    step = fixtures.STEP.total_seconds()
+    assert times[69] - times[70] == (fixtures.BACK_ROWS - 1) * step  # back 55 minutes, as in the file
+    assert times[:70] == sorted(times[:70]) and times[70:] == sorted(times[70:])
+    # Same score as the sorted corpus: the window is rows 50..59, as NAB places it; rows 70
+    # and 71 repeat its last timestamps but come after it closed (see window_spans).
+    assert result.score("standard") == pytest.approx(fixtures.EXPECTED_STANDARD)
+    assert list(result.time_goes_back) == ["real/deep/nested.csv"]
+    step_back = result.time_goes_back["real/deep/nested.csv"]
+    assert (step_back.line, step_back.back_us, step_back.rows) == (72, (fixtures.BACK_ROWS - 1) * 300_000_000, 1)
+    assert result.as_dict()["time_goes_back"] == [
+        {"file": "real/deep/nested.csv", "line": 72, "back_seconds": 3300.0, "rows_going_back": 1}
+    ]
+    with (tmp_path / "out" / "real/deep/nested.csv").open() as handle, (data / "real/deep/nested.csv").open() as src:
+        assert [r[:2] for r in csv.reader(handle)][1:] == list(csv.reader(src))[1:]  # written in file order
+
+
 def test_results_csv_per_input_at_the_same_relative_path(tmp_path: Path) -> None:
     data, labels = fixtures.make_corpus(tmp_path)
     out = tmp_path / "results"

@@ -10,6 +10,13 @@ a hidden folder, and a labels key that has no file:
 * ``.hidden/skip.csv``: ignored;
 * labels key ``ghost/missing.csv``: no such file.
 
+`make_corpus(root, back_at=70)` writes ``real/deep/nested.csv`` with its last hour repeated
+from row ``back_at`` (line ``back_at + 2``): that row is stamped like row ``back_at - 12``,
+55 minutes before the row above it, as NAB's ``realKnownCause/machine_temperature_system_failure.csv``
+does at line 10151. With ``back_at=70`` rows 70 and 71 repeat the window's last two
+timestamps but come after it; the rows before, the window and the spike are unchanged, and
+so are the scores.
+
 With `StepDetector` (score 1 and an alarm above 50, else 0) the standard raw score is
 1 (detection at a window start) + tanh(1.25)/tanh(2.5) = 0.8597926 (row 55 of a 50..59
 window: y = -0.5), against null -2 and perfect 2.
@@ -33,10 +40,18 @@ def stamp(row: int) -> str:
     return (START + row * STEP).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def write_series(path: Path, points: int, spikes: tuple[int, ...] = ()) -> None:
+#: Rows by which `make_corpus(back_at=...)` sets the stamps back: an hour of five-minute rows.
+BACK_ROWS = 12
+
+
+def write_series(path: Path, points: int, spikes: tuple[int, ...] = (), back_at: int | None = None) -> None:
+    """``points`` rows five minutes apart; from row ``back_at`` on, stamped ``BACK_ROWS`` rows earlier."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["timestamp,value"]
-    lines += [f"{stamp(i)},{100 if i in spikes else 10}" for i in range(points)]
+    lines += [
+        f"{stamp(i - (BACK_ROWS if back_at is not None and i >= back_at else 0))},{100 if i in spikes else 10}"
+        for i in range(points)
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -44,11 +59,11 @@ def window(first: int, last: int) -> list[str]:
     return [stamp(first) + ".000000", stamp(last) + ".000000"]
 
 
-def make_corpus(root: Path) -> tuple[Path, Path]:
+def make_corpus(root: Path, back_at: int | None = None) -> tuple[Path, Path]:
     """Write the corpus under ``root``; returns ``(data_dir, labels_file)``."""
     data = root / "data"
     write_series(data / "artificial" / "spike.csv", 200, (120,))
-    write_series(data / "real" / "deep" / "nested.csv", 100, (55,))
+    write_series(data / "real" / "deep" / "nested.csv", 100, (55,), back_at=back_at)
     write_series(data / "quiet.csv", 80)
     write_series(data / "unlabeled" / "extra.csv", 60, (30,))
     write_series(data / ".hidden" / "skip.csv", 60, (30,))

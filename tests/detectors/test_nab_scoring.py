@@ -176,3 +176,21 @@ def test_normalisation_is_relative_to_null_and_perfect() -> None:
     assert normalised_score(raw=0.0, null=-4.0, perfect=4.0) == 50.0
     assert normalised_score(raw=-6.0, null=-4.0, perfect=4.0) == -25.0
     assert normalised_score(raw=-1.0, null=0.0, perfect=0.0) is None  # no window anywhere
+
+
+def test_a_row_whose_time_went_back_into_a_closed_window_is_scored_after_it() -> None:
+    """As NAB's sweeper does, rows count in file order: after row 49 closes the window, time
+    going back 6 minutes makes rows 50..55 repeat minutes 44..49, inside the window by
+    timestamp, but they come after it: a detection at row 55 (minute 49) is the same
+    softened false positive as in the sorted file, and the window is missed."""
+    times = np.arange(N, dtype=np.int64) * MINUTE_US
+    times[50:] -= 6 * MINUTE_US
+    scores = np.zeros(N)
+    scores[55] = 1.0
+    series = prepare_series(
+        path="one.csv", times_us=times, scores=scores, windows=LABELS["one.csv"], probation_fraction=0.15
+    ).series
+    assert series.window.tolist() == one_file().window.tolist()  # rows 40..49, as if sorted
+    result = score_at_threshold(series=series, profile=STANDARD, threshold=0.5)
+    assert result.raw == pytest.approx(raw(55), abs=1e-12)
+    assert (result.windows_detected, result.false_positives) == (0, 1)

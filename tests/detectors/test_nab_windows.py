@@ -41,6 +41,35 @@ def test_window_ending_on_a_repeated_timestamp_ends_at_its_first_occurrence() ->
     assert (starts.tolist(), ends.tolist()) == ([1], [2])
 
 
+def test_windows_follow_file_order_when_time_goes_back() -> None:
+    """NAB's sweeper walks rows in file order: a window runs from the row of its start to the
+    next row of its end, whatever the timestamps in between."""
+    # Rows 0..5 are 0..50; time goes back to 20 at row 6 and runs on to 90.
+    times = np.array([0, 10, 20, 30, 40, 50, 20, 30, 40, 50, 60, 70, 80, 90], dtype=np.int64)
+    # [10, 30] closes at row 3; rows 6 and 7 (20, 30) are inside it by timestamp but come
+    # after it closed, so they are points after the window, as in NAB.
+    starts, ends = window_spans(times_us=times, windows=[(10, 30)])
+    assert (starts.tolist(), ends.tolist()) == ([1], [3])
+    # [40, 60] opens at the first 40 (row 4) and closes at 60 (row 10): rows 6..9, whose
+    # timestamps went back before 40, are inside it.
+    starts, ends = window_spans(times_us=times, windows=[(40, 60)])
+    assert (starts.tolist(), ends.tolist()) == ([4], [10])
+    # Several windows: each is searched for after the previous one's end.
+    starts, ends = window_spans(times_us=times, windows=[(30, 40), (50, 70)])
+    assert (starts.tolist(), ends.tolist()) == ([3, 5], [4, 11])
+
+
+def test_inexact_edges_snap_inwards_in_file_order() -> None:
+    times = np.array([0, 10, 20, 30, 40, 15, 25, 35, 45], dtype=np.int64)
+    # Opens at the first row within [12, 33] (row 2: 20) and closes before the first later
+    # row past 33 (row 4: 40).
+    starts, ends = window_spans(times_us=times, windows=[(12, 33)])
+    assert (starts.tolist(), ends.tolist()) == ([2], [3])
+    # A window between the rows' times that no row falls in is dropped.
+    starts, ends = window_spans(times_us=times, windows=[(46, 50)])
+    assert starts.size == 0 and ends.size == 0
+
+
 def test_unweighted_scores_by_hand() -> None:
     # 12 points, one window on rows 3..6 (w = 4). tanh(-2.5 y) is the scaled sigmoid.
     score, window = unweighted_scores(points=12, starts=np.array([3]), ends=np.array([6]))
