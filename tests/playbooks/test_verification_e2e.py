@@ -116,13 +116,30 @@ def test_a_rollback_that_does_not_help_still_escalates(lab: Lab) -> None:
     lab.fleet.inject(BadRelease(failure_rate=0.0), service="checkout")  # a harmless release, then a dependency
     # fails whatever runs: the rollback cannot help
     wait_until(lambda: lab.fleet.settled("checkout"), timeout=30, message="the release never rolled out")
-    lab.fleet.inject(DependencyOutage(failure_rate=0.4, duration=None), service="checkout")
+    outage = lab.fleet.inject(DependencyOutage(failure_rate=0.4, duration=None), service="checkout")
     incident = ended(lab)
-    print(timeline(incident))
     state = incident["status"]
     assert state["phase"] == "Escalated", timeline(incident)
     assert [(r["action"], r["state"]) for r in state["actions"]][:2] == [("rollback", "Succeeded"),
                                                                          ("restart", "Skipped")]
     not_recovered = next(e for e in state["timeline"] if e["event"] == "NotRecovered")
     assert "settled points" in not_recovered["message"]  # judged on post-action windows only
-    assert state["holdUntil"]
+    assert state["holdUntil"] and not state.get("holdReleased")
+
+    # The dependency comes back: once the errors are back in the recorded band for a whole settling
+    # time (41 s), the Incident says so and the hold on the Deployment ends, an hour early.
+    name = incident["metadata"]["name"]
+    outage.clear()
+    released = wait_until(
+        lambda: (i := lab.cluster.get(API_VERSION, "incidents", "shop", name)) and i["status"].get("holdReleased")
+        and i,
+        timeout=150, message=f"the hold never ended; operator log: {lab.workdir / 'operator.log'}")
+    print(timeline(released))
+    state = released["status"]
+    assert state["phase"] == "Escalated"  # it did escalate: a human was told
+    entry = state["timeline"][-1]
+    assert entry["event"] == "RecoveredAfterEscalation" and "the hold on Deployment checkout ends" in entry["message"]
+    reasons = wait_until(lambda: {e["reason"] for e in lab.cluster.events("shop")
+                                  if e["involvedObject"]["kind"] == "Deployment"} >= {"RecoveredAfterEscalation"},
+                         timeout=15, message="no RecoveredAfterEscalation Event on the Deployment")
+    assert reasons
