@@ -23,7 +23,9 @@ Rules that make it safe:
 - A step whose `when` does not match is skipped (recorded with the reason); a `when` naming a
   signal without a verdict (no data, learning) waits.
 - An action whose intent was recorded but whose outcome was not (the operator died in between)
-  is resumed with the same idempotency key before anything else happens.
+  is resumed with the same idempotency key before anything else happens, if it is younger than
+  `RESUME_WITHIN` and (for a step) its anomaly is still there on fresh data; otherwise it is
+  abandoned with the reason (no data: it waits).
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ __all__ = ["Decision", "IncidentView", "Kind", "Observations", "Recovery", "Seri
 
 ACTIVE_PHASES = (IncidentPhase.DETECTED, IncidentPhase.REMEDIATING, IncidentPhase.VERIFYING)
 HOLDING_PHASES = (IncidentPhase.ESCALATED, IncidentPhase.FAILED)
+RESUME_WITHIN = 600.0
+"""An action interrupted (operator killed) longer ago than this is abandoned, not resumed: the data
+it was decided on is that old. Younger, a step is resumed only while the anomaly is still there."""
 
 
 # --- what the machine is given -------------------------------------------------------------------
@@ -384,6 +389,17 @@ def decide(
             else f"dry run is now on ({facts.dry_run_reason})" if facts.dry_run
             else None
         )
+        age = now - parse_time(record.started_at)
+        if blocker is None and age > RESUME_WITHIN:
+            blocker = (f"it was started {format_duration(age)} ago, more than {format_duration(RESUME_WITHIN)}: "
+                       "what it was decided on is no longer known")
+        if blocker is None and record.purpose == ActionPurpose.STEP:
+            recovery, why = recovered_now(incident.spec, obs, policy)
+            if recovery == Recovery.NO_DATA:  # no action without data, not even a resumed one
+                return Decision(kind=Kind.INCONCLUSIVE, incident=incident.name, step=record.step,
+                                message=f"interrupted {record.action} not resumed without data: {why}")
+            if recovery == Recovery.RECOVERED:
+                blocker = f"the anomaly is gone ({why})"
         if blocker is not None:
             return Decision(kind=Kind.ABANDON, incident=incident.name, step=record.step, key=record.key,
                             purpose=record.purpose,

@@ -329,7 +329,7 @@ def test_the_false_positive_annotation_is_fed_back_once() -> None:
 
 def test_an_interrupted_action_is_resumed_with_its_key_first() -> None:
     view = incident(IncidentPhase.REMEDIATING, actions=[record(0, ActionState.INTENDED)])
-    d = run([view], observe(latency=None, errors=None))  # even without data: it was decided already
+    d = run([view], observe(latency=HIGH, errors=NORMAL))  # the anomaly is still there (issue 11 item 8)
     assert d.kind == Kind.RESUME and d.key == f"{NAME}/0/1" and d.step == 0
 
 
@@ -449,3 +449,30 @@ def test_out_of_band_again_restarts_the_count_and_no_data_neither_starts_nor_bre
     assert run([escalated()], observe(latency=HIGH, errors=NORMAL)).kind == Kind.IDLE
     blind = run([escalated(back_in_band_since=format_time(NOW - 300))], observe(latency=None, errors=NORMAL))
     assert blind.kind == Kind.IDLE
+
+
+# --- an interrupted action -----------------------------------------------------------------------
+
+
+def interrupted(ago: float, *, purpose: ActionPurpose = ActionPurpose.STEP) -> IncidentView:
+    """An incident whose step-1 action was intended `ago` seconds ago and has no outcome."""
+    return incident(IncidentPhase.REMEDIATING, actions=[record(0, ActionState.INTENDED, at=NOW - ago,
+                                                               purpose=purpose)])
+
+
+def test_an_interrupted_step_is_resumed_only_while_its_anomaly_is_still_there() -> None:
+    assert run([interrupted(30)], observe(latency=HIGH, errors=NORMAL)).kind == Kind.RESUME
+    gone = run([interrupted(30)], observe(latency=NORMAL, errors=NORMAL))
+    assert gone.kind == Kind.ABANDON and "the anomaly is gone" in gone.message
+    blind = run([interrupted(30)], observe(latency=None, errors=NORMAL))
+    assert blind.kind == Kind.INCONCLUSIVE and "not resumed without data" in blind.message
+
+
+def test_an_interrupted_action_older_than_the_bound_is_abandoned_whatever_the_data() -> None:
+    old = run([interrupted(601)], observe(latency=HIGH, errors=NORMAL))
+    assert old.kind == Kind.ABANDON and "started 10m1s ago, more than 10m" in old.message
+    notice = run([interrupted(601, purpose=ActionPurpose.ESCALATION)], observe(latency=None, errors=None))
+    assert notice.kind == Kind.ABANDON
+    # an escalation notice younger than the bound is sent whatever the data says
+    assert run([interrupted(30, purpose=ActionPurpose.ESCALATION)], observe(latency=None, errors=None)).kind \
+        == Kind.RESUME

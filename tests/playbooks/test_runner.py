@@ -256,6 +256,28 @@ async def test_killed_between_intent_and_outcome_the_action_is_resumed_with_the_
     assert "ActionResumed" in {r for r, _ in world.events("Incident")}
 
 
+async def test_an_action_interrupted_long_ago_or_whose_anomaly_is_gone_is_abandoned_not_resumed(
+    cluster: Any, kube_client: Any
+) -> None:
+    world = World(cluster, kube_client)
+    world.actions.block = asyncio.Event()
+    task = asyncio.create_task(world.cycle(HIGH))
+    while not world.actions.calls:
+        await asyncio.sleep(0.01)
+    task.cancel()  # killed while the restart runs: intent written, outcome not
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    restarted = World(cluster, kube_client)  # back an hour later, the anomaly still there
+    restarted.clock.t = world.clock.t + 3600
+    await restarted.cycle(HIGH)
+    first, second = world.status().actions
+    assert first.state == "Skipped" and "more than 10m" in first.message
+    assert "ActionAbandoned" in [e.event for e in world.status().timeline]
+    # The step is decided afresh on today's data (a new attempt, its own key), not resumed.
+    assert [c[1] for c in restarted.actions.calls] == [second.key] and second.key.endswith("/0/2")
+
+
 async def test_dry_run_records_what_would_be_done_and_writes_no_intent(cluster: Any, kube_client: Any) -> None:
     world = World(cluster, kube_client, operator_dry_run=True)
     await world.cycle(HIGH)
