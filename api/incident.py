@@ -100,6 +100,7 @@ class IncidentStatus(WireModel):
         "the longest settling time of the incident's signals.",
     )
     waiting: str | None = Field(default=None, description="Why the next action is not taken now (a guardrail).")
+    waiting_since: str | None = Field(default=None, description="Since when `waiting` has said the same.")
     actions: list[ActionRecord] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     resolved_at: str | None = None

@@ -38,6 +38,13 @@ class SignalRole(enum.StrEnum):
     CONTEXT = "context"  # load, traffic: judged and shown, routes steps (`when`), never opens an incident alone
 
 
+class Absent(enum.StrEnum):
+    """What a query that returns no series at all means for a signal."""
+
+    NODATA = "nodata"  # nothing is known: no verdict, no action (the default)
+    ZERO = "zero"  # the measured thing did not happen: one series of value 0 (a 5xx counter on a healthy service)
+
+
 class Sensitivity(enum.StrEnum):
     """How readily the detector alarms; `medium` suits most latency and error signals."""
 
@@ -130,6 +137,13 @@ class Signal(WireModel):
                     "steady service) is then no incident. Guards are not affected. 0: off.",
     )
     guard: GuardSpec | None = None
+    absent: Absent = Field(
+        default=Absent.NODATA,
+        description="An answer with no series: `nodata` (nothing is known; no verdict, no action) or `zero` (one "
+                    "series of value 0: e.g. `sum(rate(x{code=~\"5..\"}[1m]))` on a service with no 5xx "
+                    "series yet). Prometheus failing is no data either way. Use `zero` only where no series "
+                    "really means none happened: a scrape target that is gone also answers with no series.",
+    )
 
 
 class Confirmation(WireModel):
@@ -230,6 +244,11 @@ class Playbook(WireModel):
         default="15m",
         description="An anomaly confirmed again this soon after resolution reopens the incident "
         "(and goes on with the next step) instead of opening a new one.",
+    )
+    no_data_timeout: Duration = Field(
+        default="10m",
+        description="An incident that has waited this long for data (a signal without data or verdict, in a "
+                    "step's `when` or in verification) is escalated: a human must look.",
     )
     dry_run: bool = Field(default=False, description="Decide and record, but never change the workload.")
     suspend: bool = Field(default=False, description="Keep detecting, take no action.")

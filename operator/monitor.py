@@ -14,12 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from homeostat.api.durations import format_duration, parse_duration
-from homeostat.api.policy import PolicySpec, Signal
+from homeostat.api.policy import Absent, PolicySpec, Signal
 from homeostat.api.status import SignalStatus
 from homeostat.detectors import Detector, create
 from homeostat.operator.judge import SignalJudgement, backfill_series, judge_signal
 from homeostat.operator.metrics import OperatorMetrics
-from homeostat.operator.prometheus import PrometheusSource, PrometheusUnavailable, QueryRejected, Sample
+from homeostat.operator.prometheus import (
+    PrometheusSource,
+    PrometheusUnavailable,
+    QueryRejected,
+    RangeSeries,
+    Sample,
+)
 from homeostat.operator.series import SeriesTable
 from homeostat.operator.settling import Settling, settling_times
 
@@ -121,6 +127,10 @@ class PolicyMonitor:
             except (QueryRejected, PrometheusUnavailable):
                 continue
             assert isinstance(result, list)
+            if not result and signal.absent == Absent.ZERO:  # no series all along: none happened all along
+                steps = int((end - start) // self.spec.interval_seconds)
+                result = [RangeSeries(labels={}, points=[(start + i * self.spec.interval_seconds, 0.0)
+                                                         for i in range(steps + 1)])]
             for series in result:
                 learned += backfill_series(
                     table=self.tables[signal.name], labels=dict(series.labels), points=series.points, now=end
@@ -139,6 +149,8 @@ class PolicyMonitor:
                 answer = await self._query("instant", functools.partial(self.source.instant, signal.query, at=at))
                 assert isinstance(answer, list)
                 samples = answer
+                if not samples and signal.absent == Absent.ZERO:  # the policy says: no series means none happened
+                    samples = [Sample(labels={}, t=at, value=0.0)]
             except QueryRejected as exc:
                 result.rejected[index] = str(exc)
                 reason = f"Prometheus rejected the query: {exc}"

@@ -371,7 +371,37 @@ def decide(
     `incidents` are the policy's Incidents as read from the API; `facts` the guardrails' view of
     the target; `holds_slot` whether the newest incident holds a concurrent-remediation slot;
     `target_incident` another policy's open incident on the same target (no scale-in then).
+    Waiting for data has a deadline: an incident Inconclusive for `playbook.noDataTimeout` is
+    escalated (a human must look) instead of holding its slot and its target in silence.
     """
+    decision = _decide(incidents=incidents, obs=obs, policy=policy, facts=facts, now=now, holds_slot=holds_slot,
+                       target_incident=target_incident)
+    if decision.kind != Kind.INCONCLUSIVE:
+        return decision
+    view = next((i for i in incidents if i.name == decision.incident), None)
+    if view is None or pending_intent(view) is not None or not is_active(view):
+        return decision
+    waiting, since = view.status.waiting or "", view.status.waiting_since
+    if not waiting.startswith(f"{decision.code}:") or since is None:
+        return decision
+    waited = now - parse_time(since)
+    if waited < parse_duration(policy.playbook.no_data_timeout):
+        return decision
+    return Decision(kind=Kind.ESCALATE, incident=view.name,
+                    message=f"no data for {format_duration(waited)} (playbook.noDataTimeout "
+                            f"{policy.playbook.no_data_timeout}): {decision.message}; a human must look")
+
+
+def _decide(
+    *,
+    incidents: Sequence[IncidentView],
+    obs: Observations,
+    policy: PolicySpec,
+    facts: GuardFacts,
+    now: float,
+    holds_slot: bool = False,
+    target_incident: str | None = None,
+) -> Decision:
     # 1. Feedback from humans first: it may close the incident.
     for incident in sorted(incidents, key=lambda i: i.name):
         if guards.marked_false_positive(dict(incident.annotations)) and incident.status.feedback is None:

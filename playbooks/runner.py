@@ -332,6 +332,7 @@ class _Cycle:
             s.verify_until = None
             s.landed_at = None
             s.waiting = None
+            s.waiting_since = None
             s.message = d.message
             _note(s, now, "Reopened", d.message)
 
@@ -359,6 +360,7 @@ class _Cycle:
             s.current_step = (d.step or 0) + 1
             s.last_action = f"{step.action} Skipped"
             s.waiting = None
+            s.waiting_since = None
             _note(s, now, "StepSkipped", f"step {(d.step or 0) + 1} {step.action}: {d.message}")
 
         view = await self.write(view, mutate)
@@ -374,6 +376,7 @@ class _Cycle:
 
         def mutate(s: IncidentStatus) -> None:
             s.waiting = waiting
+            s.waiting_since = format_time(now)
             _note(s, now, "ActionHeld", d.message)
 
         view = await self.write(view, mutate)
@@ -386,6 +389,7 @@ class _Cycle:
 
         def mutate(s: IncidentStatus) -> None:
             s.waiting = f"{d.code}: {d.message}"
+            s.waiting_since = format_time(now)
             _note(s, now, "Inconclusive", d.message)
 
         view = await self.write(view, mutate)
@@ -400,6 +404,7 @@ class _Cycle:
             s.verify_until = None
             s.landed_at = None
             s.waiting = None
+            s.waiting_since = None
             s.message = d.message
             _note(s, now, "Resolved", d.message)
 
@@ -418,6 +423,7 @@ class _Cycle:
             s.verify_until = None
             s.landed_at = None
             s.waiting = None
+            s.waiting_since = None
             _note(s, now, "NotRecovered", d.message)
 
         before = view.status.phase
@@ -453,6 +459,7 @@ class _Cycle:
             s.verify_until = None
             s.landed_at = None
             s.waiting = None
+            s.waiting_since = None
             s.message = f"{d.message}; {hold_note}"
             _note(s, now, str(phase), s.message)
             if key is not None and notify is not None and not dry_run:
@@ -478,6 +485,7 @@ class _Cycle:
             s.landed_at = format_time(d.at or now)
             s.verify_until = format_time(d.until or now, round_up=True)
             s.waiting = None
+            s.waiting_since = None
             _note(s, now, "ActionLanded", d.message)
 
         await self.write(view, mutate)
@@ -527,6 +535,7 @@ class _Cycle:
                 s.verify_until = None
                 s.landed_at = None
                 s.waiting = None
+                s.waiting_since = None
                 s.message = "closed: " + message
             elif s.phase in (IncidentPhase.ESCALATED, IncidentPhase.FAILED) and s.hold_released is None:
                 s.hold_released = format_time(now)
@@ -553,6 +562,7 @@ class _Cycle:
                 _enter(s, IncidentPhase.REMEDIATING, now)
                 s.current_step = d.step or 0
                 s.waiting = None
+                s.waiting_since = None
                 s.last_action = f"{step.action} Intended"
                 s.actions.append(ActionRecord(key=d.key or "", step=d.step or 0, action=step.action,
                                               state=ActionState.INTENDED, started_at=format_time(now)))
@@ -609,6 +619,7 @@ class _Cycle:
         if not d.dry_run:
             def intend(s: IncidentStatus) -> None:
                 s.waiting = None
+                s.waiting_since = None
                 s.actions.append(ActionRecord(key=d.key or "", step=d.step or 0, action=Action.SCALE_OUT,
                                               state=ActionState.INTENDED, started_at=format_time(now),
                                               purpose=ActionPurpose.SCALE_BACK))

@@ -476,3 +476,28 @@ def test_an_interrupted_action_older_than_the_bound_is_abandoned_whatever_the_da
     # an escalation notice younger than the bound is sent whatever the data says
     assert run([interrupted(30, purpose=ActionPurpose.ESCALATION)], observe(latency=None, errors=None)).kind \
         == Kind.RESUME
+
+
+# --- waiting for data has a deadline -------------------------------------------------------------
+
+
+def test_an_incident_waiting_for_data_past_the_no_data_timeout_is_escalated() -> None:
+    spec = policy([{"action": "restart", "when": {"anomalous": ["errors"]}}], noDataTimeout="10m")
+    waiting = incident(waiting="NoData: when: no verdict for errors; the step waits for data",
+                       waiting_since=format_time(NOW - 599))
+    assert run([waiting], observe(latency=HIGH, errors=None), spec).kind == Kind.INCONCLUSIVE
+    late = incident(waiting="NoData: when: no verdict for errors; the step waits for data",
+                    waiting_since=format_time(NOW - 600))
+    d = run([late], observe(latency=HIGH, errors=None), spec)
+    assert d.kind == Kind.ESCALATE and "no data for 10m (playbook.noDataTimeout 10m)" in d.message
+    assert "when: no verdict for errors" in d.message and "a human must look" in d.message
+    # a guardrail's hold is no wait for data: it has its own end
+    held = incident(waiting="Cooldown: ...", waiting_since=format_time(NOW - 3600))
+    assert run([held], observe(latency=HIGH, errors=None), spec).kind == Kind.INCONCLUSIVE
+
+
+def test_verification_without_data_past_the_timeout_escalates_too() -> None:
+    view = verifying(NOW - 700, waiting="NoData: cannot verify: no data for latency",
+                     waiting_since=format_time(NOW - 601))
+    d = run([view], observe(latency=None, errors=NORMAL))
+    assert d.kind == Kind.ESCALATE and "cannot verify" in d.message

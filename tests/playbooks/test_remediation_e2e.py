@@ -451,3 +451,43 @@ def test_killed_between_intent_and_outcome_the_restart_happens_exactly_once(scen
     if moment == "after-the-write":
         assert "already done" in record["message"]
     assert "ActionResumed" in {e["reason"] for e in scene.events("Incident", resolved["metadata"]["name"])}
+
+
+# --- a signal with no series ---------------------------------------------------------------------
+
+
+ERRORS_5XX = 'sum(rate(lab_requests_total{code=~"5.."}[5s]))'  # a healthy service has no 5xx series at all
+
+
+@pytest.mark.parametrize("absent", ["nodata", "zero"])
+def test_a_signal_with_no_series_is_no_data_unless_the_policy_says_zero(scene: Scene, absent: str) -> None:
+    # Restart on latency alone, when the error signal is normal. The 5xx query returns nothing:
+    # with `absent: nodata` the step waits for a verdict, and past noDataTimeout a human is called;
+    # with `absent: zero` no series means no errors, the step runs and the restart resolves it.
+    spec = remediation_spec([{"action": "restart", "when": {"anomalous": ["latency"], "normal": ["errors"]}}],
+                            noDataTimeout="6s")
+    spec["signals"].append({"name": "errors", "query": ERRORS_5XX, "absent": absent,
+                            "detector": {"name": "robust_zscore"}})
+    scene.start()
+    scene.cluster.apply(policy("checkout", spec))
+    wait_until(lambda: scene.policy_status().get("phase") in ("Healthy", "Anomalous"), timeout=30,
+               message=f"the policy never evaluated; operator log:\n{scene.operator.log()}")
+    errors = next(s for s in scene.policy_status()["signals"] if s["name"] == "errors")
+    if absent == "nodata":
+        assert errors["verdict"] == "no-data" and errors["message"] == "the query returned no series"
+    else:
+        assert errors["verdict"] == "normal" and errors["series"][0]["value"] == 0.0
+    scene.spike("a")
+    if absent == "nodata":
+        escalated = scene.wait_phase("Escalated", timeout=40)
+        status = escalated["status"]
+        assert status["actions"] == [] and scene.workload_writes() == []
+        assert "no data for" in status["message"] and "playbook.noDataTimeout 6s" in status["message"]
+        assert "when: no verdict for errors" in status["message"]
+        assert [e["event"] for e in status["timeline"]] == ["Detected", "Inconclusive", "Escalated"]
+    else:
+        wait_until(lambda: scene.incidents() and scene.status().get("actions"), timeout=30,
+                   message=f"no restart; operator log:\n{scene.operator.log()}")
+        scene.heal()
+        resolved = scene.wait_phase("Resolved", timeout=40)
+        assert [(r["action"], r["state"]) for r in resolved["status"]["actions"]] == [("restart", "Succeeded")]
