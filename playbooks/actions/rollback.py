@@ -1,9 +1,16 @@
-"""rollback: back to the previous revision, the way `kubectl rollout undo` does it.
+"""rollback: back to the previous release, the way `kubectl rollout undo` does it, but by content.
 
-Deployment: the ReplicaSet with the highest `deployment.kubernetes.io/revision` below the
-current one; its template, without `pod-template-hash`, replaces the Deployment's, so the
-controller reuses that ReplicaSet and stamps it with the next revision. StatefulSet: the
-ControllerRevision before the current `updateRevision`, its template likewise.
+Deployment: a ReplicaSet (revision `deployment.kubernetes.io/revision`); its template, without
+`pod-template-hash`, replaces the Deployment's, so the controller reuses that ReplicaSet and
+stamps it with the next revision. StatefulSet: a ControllerRevision, its template likewise.
+
+Which one: the newest revision below the current one whose template differs from the current
+one in more than restart stamps (`kubectl rollout restart`'s `restartedAt`, our action key): a
+restart makes a new revision of the same code, and going back to it changes nothing. And never
+one this workload was already rolled back from: after a rollback the bad release is the
+revision just below the current one, and a second rollback would go forward to it. The
+templates rolled back from are remembered, as short content hashes, in the workload's
+`homeostat.dev/rolled-back-from` annotation (the last 10).
 
 Only when a previous revision exists, and only when the anomaly began within `rollback.within`
 after the latest rollout: rolling back an old, good release because a dependency failed is the
@@ -13,12 +20,16 @@ write as the template, and not on the template itself: the template must equal t
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from homeostat.api.durations import format_duration, parse_duration
 from homeostat.api.policy import RollbackParams, WorkloadKind
 from homeostat.playbooks.actions.common import (
+    ACTION_KEY,
+    RESTARTED_AT,
     ROLLED_BACK_BY,
     already_done,
     api_failures,
@@ -34,6 +45,22 @@ from homeostat.playbooks.base import ActionContext, ActionResult, Outcome
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
+ROLLED_BACK_FROM = "homeostat.dev/rolled-back-from"  # on the workload: code hashes rolled back from, newest last
+REMEMBERED = 10
+RESTART_STAMPS = (RESTARTED_AT, ACTION_KEY)
+
+
+def code_of(template: dict[str, Any]) -> str:
+    """A short hash of what a template runs: everything but the restart stamps and the template hash."""
+    meta = dict(template.get("metadata") or {})
+    notes = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in RESTART_STAMPS}
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != HASH_LABEL}
+    stripped = {**template, "metadata": {**meta, "annotations": notes, "labels": labels}}
+    return hashlib.sha256(json.dumps(stripped, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def rolled_back_from(obj: dict[str, Any]) -> list[str]:
+    return [c for c in notes_of(obj).get(ROLLED_BACK_FROM, "").split(",") if c]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,8 +87,8 @@ def _controller_revision(cr: dict[str, Any]) -> Revision:
                     created=parse_time(cr["metadata"]["creationTimestamp"]), template=template)
 
 
-async def revisions(ctx: ActionContext, obj: dict[str, Any]) -> tuple[Revision | None, Revision | None]:
-    """The current revision of the workload, and the one before it (None when there is none)."""
+async def revisions(ctx: ActionContext, obj: dict[str, Any]) -> tuple[Revision | None, Revision | None, str]:
+    """The current revision, the one to go back to (None when there is none), and which were passed over."""
     if ctx.target.kind == WorkloadKind.DEPLOYMENT:
         found = [_replicaset_revision(rs) for rs in await ctx.api.list_replicasets(namespace=ctx.namespace, owner=obj)]
         current_number = int(notes_of(obj).get(REVISION, "0")) or max((r.number for r in found), default=0)
@@ -72,8 +99,19 @@ async def revisions(ctx: ActionContext, obj: dict[str, Any]) -> tuple[Revision |
         named = [r.number for r in found if r.name == update]
         current_number = named[0] if named else max((r.number for r in found), default=0)
     current = next((r for r in found if r.number == current_number), None)
-    older = [r for r in found if r.number < current_number]
-    return current, max(older, key=lambda r: r.number, default=None)
+    if current is None:
+        return None, None, ""
+    running, bad = code_of(current.template), set(rolled_back_from(obj))
+    passed: list[str] = []
+    for older in sorted((r for r in found if r.number < current_number), key=lambda r: -r.number):
+        code = code_of(older.template)
+        if code == running:
+            passed.append(f"revision {older.number} runs the same code (a restart)")
+        elif code in bad:
+            passed.append(f"revision {older.number} was rolled back from before")
+        else:
+            return current, older, "; ".join(passed)
+    return current, None, "; ".join(passed)
 
 
 @api_failures
@@ -86,9 +124,10 @@ async def perform(ctx: ActionContext) -> ActionResult:
         return already_done(ctx, f"rollback of {where(ctx)}")
     if obj["spec"].get("paused"):
         return result(Outcome.SKIPPED, f"{where(ctx)} has its rollout paused (spec.paused): kubectl refuses too")
-    current, previous = await revisions(ctx, obj)
+    current, previous, passed = await revisions(ctx, obj)
     if current is None or previous is None:
-        return result(Outcome.SKIPPED, f"{where(ctx)} has no previous revision to roll back to")
+        return result(Outcome.SKIPPED, f"{where(ctx)} has no previous revision to roll back to"
+                      + (f" ({passed})" if passed else ""))
     if current.template != obj["spec"]["template"]:
         return result(Outcome.SKIPPED, f"{where(ctx)} is being rolled out (its template is not revision "
                       f"{current.number} yet): not rolling back from under it")
@@ -101,14 +140,16 @@ async def perform(ctx: ActionContext) -> ActionResult:
                       f"{where(ctx)} (revision {current.number}), more than rollback.within {params.within}: "
                       "not blaming an old release")
     change = {"revision": [current.number, previous.number], "from": current.name, "to": previous.name}
+    skipped = f"; passed over: {passed}" if passed else ""
+    remembered = ",".join([*rolled_back_from(obj), code_of(current.template)][-REMEMBERED:])
     if ctx.dry_run:
         return result(Outcome.DRY_RUN, f"would roll {where(ctx)} back from revision {current.number} to "
-                      f"{previous.number} ({previous.name})", **change)
+                      f"{previous.number} ({previous.name}){skipped}", **change)
     written = await ctx.api.replace_pod_template(
         namespace=ctx.namespace, kind=ctx.target.kind, name=ctx.target.name, template=previous.template,
-        annotations={ROLLED_BACK_BY: ctx.key}, expect_template=obj["spec"]["template"])
+        annotations={ROLLED_BACK_BY: ctx.key, ROLLED_BACK_FROM: remembered}, expect_template=obj["spec"]["template"])
     if written is None:
         return result(Outcome.SKIPPED, f"{where(ctx)} was rolled out again while rolling back: left as it is now",
                       **change)
     return result(Outcome.SUCCEEDED, f"rolled {where(ctx)} back from revision {current.number} to "
-                  f"{previous.number} ({previous.name})", **change)
+                  f"{previous.number} ({previous.name}){skipped}", **change)

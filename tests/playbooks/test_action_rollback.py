@@ -160,3 +160,39 @@ async def test_a_statefulset_goes_back_to_its_previous_controller_revision(clust
     wait_until(lambda: len(ready_pods(cluster, prefix="db-")) == 2 and all(
         p["spec"]["containers"][0]["image"] == "example.com/db:1.0" for p in ready_pods(cluster, prefix="db-")),
         timeout=20, message="the StatefulSet's pods never went back to image 1.0")
+
+
+def current_revision(cluster):
+    return cluster.get(APPS, "deployments", "shop", "web")["metadata"]["annotations"].get(REVISION)
+
+
+async def test_a_restart_after_the_bad_release_does_not_make_the_bad_code_previous(cluster, api):
+    # 1.0 (good) -> 2.0 (bad) -> `kubectl rollout restart`: revision 3 runs 2.0 again. The revision
+    # below 3 is the bad release's: "previous" by number would restart the bad code once more.
+    two_revisions(cluster)
+    restarted = cluster.get(APPS, "deployments", "shop", "web")
+    notes = restarted["spec"]["template"]["metadata"].setdefault("annotations", {})
+    notes["kubectl.kubernetes.io/restartedAt"] = "2027-01-15T08:00:00Z"
+    cluster.apply(restarted)
+    wait_until(lambda: current_revision(cluster) == "3", timeout=10, message="no revision 3")
+
+    done = await rollback.perform(context(api, "rollback"))
+
+    assert done.outcome == Outcome.SUCCEEDED, done.message
+    assert done.changes["revision"] == [3, 1] and "revision 2 runs the same code (a restart)" in done.message
+    assert image(cluster.get(APPS, "deployments", "shop", "web")) == "example.com/web:1.0"
+
+
+async def test_a_second_rollback_never_goes_forward_to_the_release_rolled_back_from(cluster, api):
+    # 1.0 -> 2.0 (bad), rolled back: 1.0 is revision 3 and the bad 2.0 is now "the revision before".
+    two_revisions(cluster)
+    first = await rollback.perform(context(api, "rollback"))
+    assert first.outcome == Outcome.SUCCEEDED, first.message
+    wait_until(lambda: current_revision(cluster) == "3", timeout=10, message="no revision 3")
+    mark = len(cluster.requests)
+
+    again = await rollback.perform(context(api, "rollback", key="inc-2/0/1"))  # a later incident
+
+    assert again.outcome == Outcome.SKIPPED and "revision 2 was rolled back from before" in again.message
+    assert writes(since(cluster, mark)) == []
+    assert image(cluster.get(APPS, "deployments", "shop", "web")) == "example.com/web:1.0"
