@@ -54,8 +54,10 @@ def observations(result: CycleResult, monitor: PolicyMonitor) -> Observations:
             if id(state) in confirmed:
                 flags = list(state.window)
                 first = flags.index(True)
+                # The data's time, not the evaluation's: a point evaluated at e is the data at
+                # e - evaluationDelay, which is what a rollout's time is compared with.
                 (context_started if name in context else started).append(
-                    result.evaluated_at - (len(flags) - 1 - first) * interval)
+                    result.evaluated_at - monitor.delay - (len(flags) - 1 - first) * interval)
         status = judgement.status
         usable = status.verdict != SeriesVerdict.NO_DATA and bool(series)
         signals[name] = SignalNow(

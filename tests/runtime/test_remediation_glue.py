@@ -48,9 +48,9 @@ class Source:
         pass
 
 
-def monitor() -> tuple[PolicyMonitor, Source, list[float]]:
+def monitor(delay: str = "0s") -> tuple[PolicyMonitor, Source, list[float]]:
     spec = PolicySpec.model_validate({"target": {"kind": "Deployment", "name": "web"}, "interval": "1s",
-                                      "evaluationDelay": "0s", "signals": [{"name": "latency", "query": "q"}],
+                                      "evaluationDelay": delay, "signals": [{"name": "latency", "query": "q"}],
                                       "confirm": {"k": 2, "n": 3}})
     source = Source()
     clock = [T0]
@@ -103,3 +103,16 @@ async def test_feedback_marks_the_involved_series_detector_once() -> None:
     assert feedback(incident) == 1, "a second call (a write retried after a conflict) says the same"
     spy = m.tables["latency"].states[(("pod", "a"),)].detector
     assert spy.feedback == [(T0, 50.0)], "marked once per detector"  # type: ignore[attr-defined]
+
+
+async def test_the_anomaly_starts_at_the_data_time_not_the_evaluation_time() -> None:
+    # Evaluated 10 s behind now: the first anomalous point is the data of 10 s before its evaluation,
+    # and that is what a rollback compares with the rollout's time.
+    m, source, clock = monitor(delay="10s")
+    results = []
+    for values in ({"a": 5.0}, {"a": 50.0}, {"a": 50.0}):
+        source.values = values
+        results.append(await m.evaluate())
+        clock[0] += 1
+    obs = observations(results[-1], m)
+    assert obs.confirmed == ["latency"] and obs.anomaly_started_at == T0 + 1 - 10
