@@ -51,6 +51,7 @@ class Guard(enum.StrEnum):
     RATE_LIMIT = "RateLimited"
     COOLDOWN = "Cooldown"
     INCIDENT_OPEN = "IncidentOpen"
+    CLAIMED = "Claimed"  # another decision claimed the workload first (playbooks/claims.py)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -130,6 +130,29 @@ class WorkloadApi:
         return await self._retrying(lambda: _read(patch(
             name, namespace, body, _content_type=MERGE, _preload_content=False, _request_timeout=self._timeout)))
 
+    async def claim(self, *, namespace: str, kind: str, name: str, value: str, annotation: str,
+                    refuse: Callable[[Mapping[str, str]], str | None]) -> str | None:
+        """Set `annotation` to `value` on the workload unless `refuse(annotations)` says why not.
+
+        Read, ask, write with the resourceVersion read: a concurrent write (another claim) is a 409,
+        and the whole read-ask-write is done again on the fresh object. None when claimed.
+        """
+        patch = self._workload_call("patch", kind)
+
+        def attempt() -> str | None:
+            current = self._get_workload(namespace, kind, name)
+            meta = current["metadata"]
+            notes = meta.get("annotations") or {}
+            why = refuse(notes)
+            if why is not None or notes.get(annotation) == value:
+                return why
+            body = {"metadata": {"resourceVersion": meta["resourceVersion"], "annotations": {annotation: value}}}
+            _read(patch(name, namespace, body, _content_type=MERGE, _preload_content=False,
+                        _request_timeout=self._timeout))
+            return None
+
+        return await self._retrying(attempt)
+
     async def patch_template_annotations(self, *, namespace: str, kind: str, name: str,
                                          annotations: Mapping[str, str]) -> JSON:
         """Strategic-merge the pod template's annotations, as `kubectl rollout restart` does: a new rollout."""

@@ -39,7 +39,7 @@ from homeostat.api.incident import (
 from homeostat.api.policy import Action, PolicySpec
 from homeostat.api.times import format_time, parse_time
 from homeostat.operator.metrics import OperatorMetrics
-from homeostat.playbooks import guards
+from homeostat.playbooks import claims, guards
 from homeostat.playbooks.base import ActionContext, ActionResult, Outcome
 from homeostat.playbooks.guards import GuardFacts, RemediationSlots
 from homeostat.playbooks.incidents import Conflict, IncidentStore, ObjectRef, incident_ref
@@ -145,6 +145,11 @@ def _record(status: IncidentStatus, key: str) -> ActionRecord | None:
     return next((r for r in status.actions if r.key == key), None)
 
 
+def _latest(*times: float | None) -> float | None:
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
 def _summary(view: IncidentView, policy: PolicyInfo, what: str) -> str:
     parts = []
     for series in view.spec.involved[:3]:
@@ -214,7 +219,8 @@ class _Cycle:
             operator_dry_run=self.deps.operator_dry_run,
             cooldown=parse_duration(spec.playbook.cooldown),
             max_actions_per_hour=spec.playbook.max_actions_per_hour,
-            last_action_on_target=guards.last_action(target_statuses, dry_run=dry_run),
+            last_action_on_target=_latest(guards.last_action(target_statuses, dry_run=dry_run),
+                                          None if dry_run else claims.claimed_at(self.target.annotations)),
             actions_in_last_hour=guards.actions_since([i.status for i in self.mine], since=now - HOUR,
                                                       dry_run=dry_run),
             slot_available=latest is None or slots.available(self.slot_key(latest.name)),
@@ -557,6 +563,17 @@ class _Cycle:
         if not d.dry_run:
             if not self.deps.slots.try_acquire(self.slot_key(view.name)):
                 return  # taken since the facts were gathered; the next cycle holds it properly
+            try:
+                refused = await self._claim(d.key, step.action, now)
+            except BaseException:
+                self.deps.slots.release(self.slot_key(view.name))
+                raise
+            if refused is not None:
+                self.deps.slots.release(self.slot_key(view.name))
+                denial = guards.Denial(guard=guards.Guard.CLAIMED, message=refused)
+                await self._on_hold(Decision(kind=Kind.HOLD, incident=view.name, step=d.step, denial=denial,
+                                             message=f"{step.action} (step {d.step + 1}) held: {denial}"), now)
+                return
 
             def intend(s: IncidentStatus) -> None:
                 _enter(s, IncidentPhase.REMEDIATING, now)
@@ -578,6 +595,18 @@ class _Cycle:
                 self.count_phase(view.status.phase)
         await self._perform(view, step_index=d.step, key=d.key, purpose=ActionPurpose.STEP, dry_run=d.dry_run,
                             now=now)
+
+    async def _claim(self, key: str, action: Action, now: float) -> str | None:
+        """Claim the target for a workload action (`playbooks/claims.py`); why not, when another came first."""
+        if not guards.changes_workload(action) or self.deps.workload_api is None:
+            return None
+        claim_key = f"{self.policy.namespace}/{key}"
+        cooldown = parse_duration(self.spec.playbook.cooldown)
+        refused: str | None = await self.deps.workload_api.claim(
+            namespace=self.policy.namespace, kind=self.spec.target.kind, name=self.spec.target.name,
+            annotation=claims.CLAIM, value=claims.claim_value(key=claim_key, now=now),
+            refuse=lambda notes: claims.refusal(notes, key=claim_key, now=now, cooldown=cooldown))
+        return refused
 
     async def _on_resume(self, d: Decision, now: float) -> None:
         view = self.view(d.incident)

@@ -32,6 +32,7 @@ API = "homeostat.dev/v1alpha1"
 PODS = LAB_PODS
 ACTION_KEY = "homeostat.dev/action-key"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+CLAIM = "homeostat.dev/claim"
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 pytestmark = pytest.mark.slow
@@ -118,6 +119,13 @@ class Scene:
         return [r for r in self.cluster.requests if (r.user_agent or "").startswith("homeostat/")
                 and r.method in WRITES and ("/apis/apps/" in r.path or "/pods" in r.path)]
 
+    def action_writes(self) -> list[Any]:
+        """Workload writes of the actions themselves, without the claims written before them."""
+        return [w for w in self.workload_writes() if CLAIM not in str(w.body)]
+
+    def claim_writes(self) -> list[Any]:
+        return [w for w in self.workload_writes() if CLAIM in str(w.body)]
+
     def events(self, kind: str, name: str) -> list[dict[str, Any]]:
         return [e for e in self.cluster.events("shop")
                 if (e.get("involvedObject") or {}).get("kind") == kind
@@ -189,12 +197,15 @@ def test_an_anomaly_opens_one_incident_a_restart_resolves_it(scene: Scene) -> No
     assert series["labels"] == {"pod": "a"} and series["observed"] == pytest.approx(1.0, rel=0.1)
     assert series["upper"] < 0.2 and series["expected"] == pytest.approx(0.1, rel=0.2)
     events = [e["event"] for e in status["timeline"]]
-    assert events == ["Detected", "ActionIntended", "ActionSucceeded", "Resolved"], events
+    assert events == ["Detected", "ActionIntended", "ActionSucceeded", "ActionLanded", "Resolved"], events
     (record,) = status["actions"]
     assert record["key"] == f"{name}/0/1" and record["state"] == "Succeeded" and record["action"] == "restart"
     assert scene.template_notes()[ACTION_KEY] == record["key"]
     writes = scene.workload_writes()
-    assert len([w for w in writes if w.status == 200]) == 1, "one restart, one write"
+    assert len([w for w in scene.action_writes() if w.status == 200]) == 1, "one restart, one write"
+    (claim,) = [w for w in scene.claim_writes() if w.status == 200]  # the target claimed first, for that key
+    assert record["key"] in str(claim.body) and "resourceVersion" in str(claim.body)
+    assert scene.deployment()["metadata"]["annotations"][CLAIM].endswith(f"shop/{record['key']}")
     assert all("/namespaces/shop/" in w.path for w in writes)
     assert scene.deployment("other")["metadata"]["generation"] == 1
 
@@ -320,7 +331,7 @@ def test_cooldown_and_hourly_budget_hold_the_next_step(scene: Scene) -> None:
     wait_until(lambda: (scene.status().get("waiting") or "").startswith("RateLimited"), timeout=30,
                message="the third action was not held by maxActionsPerHour")
     assert len(scene.status()["actions"]) == 2
-    assert len([w for w in scene.workload_writes() if w.status == 200]) == 2
+    assert len([w for w in scene.action_writes() if w.status == 200]) == 2
 
 
 def test_the_operator_wide_cap_holds_a_second_remediation_until_the_first_ends(scene: Scene) -> None:
@@ -491,3 +502,45 @@ def test_a_signal_with_no_series_is_no_data_unless_the_policy_says_zero(scene: S
         scene.heal()
         resolved = scene.wait_phase("Resolved", timeout=40)
         assert [(r["action"], r["state"]) for r in resolved["status"]["actions"]] == [("restart", "Succeeded")]
+
+
+# --- one decision at a time per workload ---------------------------------------------------------
+
+
+def test_two_policies_on_one_workload_never_both_act_in_one_cooldown(scene: Scene) -> None:
+    # Same target, same signal, same interval: both confirm in the same cycle. The claim written to
+    # the workload before an action lets one through; the other finds it and holds.
+    scene.start()
+    spec = remediation_spec([{"action": "restart"}], cooldown="1m")
+    scene.cluster.apply(policy("checkout-a", spec))
+    scene.apply_policy(spec, name="checkout-b")
+    wait_until(lambda: scene.policy_status("checkout-a").get("phase") == "Healthy", timeout=30,
+               message="policy a not warm")
+    scene.spike("a")
+    wait_until(lambda: len(scene.incidents()) == 2, timeout=30, message="both policies should open an incident")
+
+    def held() -> list[dict[str, Any]]:
+        return [i for i in scene.incidents()
+                if any(e["event"] == "ActionHeld" for e in (i.get("status") or {}).get("timeline", []))]
+
+    wait_until(held, timeout=30, message=f"neither incident was held; operator log:\n{scene.operator.log()}")
+    time.sleep(3)  # several cycles of both policies with the anomaly on
+    assert len([w for w in scene.action_writes() if w.status == 200]) == 1, "one restart in the cooldown"
+    (waiting,) = held()
+    message = next(e["message"] for e in waiting["status"]["timeline"] if e["event"] == "ActionHeld")
+    assert "Claimed" in message or "Cooldown" in message, message
+
+
+def test_a_policy_deleted_and_recreated_still_respects_the_cooldown_of_its_workload(scene: Scene) -> None:
+    scene.start()
+    spec = remediation_spec([{"action": "restart"}], cooldown="2m")
+    scene.apply_policy(spec)
+    scene.spike("a")
+    wait_until(lambda: scene.incidents() and scene.status().get("actions"), timeout=30,
+               message=f"no restart; operator log:\n{scene.operator.log()}")
+    scene.kubectl("delete", "anomalypolicy", "checkout", "-n", "shop", "--wait=true")
+    wait_until(lambda: not scene.incidents(), timeout=30, message="the Incidents were not deleted with the policy")
+    scene.apply_policy(spec)  # the anomaly goes on: a new incident, and the workload's last action 2m ago at most
+    wait_until(lambda: scene.incidents() and (scene.status().get("waiting") or "").startswith("Cooldown"),
+               timeout=30, message=f"the new incident was not held by the cooldown:\n{scene.operator.log()}")
+    assert len([w for w in scene.action_writes() if w.status == 200]) == 1
