@@ -82,7 +82,8 @@ def image(lab: Lab) -> str:
     return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
-def test_the_policy_shows_each_signals_settling_time_and_that_verify_is_extended(lab: Lab) -> None:
+def test_a_rollback_that_works_is_resolved_not_escalated(lab: Lab) -> None:
+    # The policy shows each signal's settling time, and that its verify is extended to it.
     signals = {s["name"]: s for s in status(lab)["signals"]}
     assert signals["error-ratio"]["settlingTime"] == "41s"
     assert signals["error-ratio"]["settlingBasis"].startswith('41s = window 30s (rate(http_requests_total{code=~"5.."}')
@@ -94,8 +95,6 @@ def test_the_policy_shows_each_signals_settling_time_and_that_verify_is_extended
                         timeout=15, message="no VerifyExtended Event on the policy")
     assert warned[0]["involvedObject"]["kind"] == "AnomalyPolicy" and ERROR_RATIO in warned[0]["message"]
 
-
-def test_a_rollback_that_works_is_resolved_not_escalated(lab: Lab) -> None:
     good = image(lab)
     lab.fleet.inject(BadRelease(failure_rate=0.3), service="checkout")
     incident = ended(lab)
