@@ -230,13 +230,11 @@ class _Cycle:
         )
 
     def sync_slots(self) -> None:
-        """An incident holds a slot while Remediating or Verifying (taken back after a restart)."""
-        for incident in self.mine:
-            key = self.slot_key(incident.name)
-            if incident.status.phase in (IncidentPhase.REMEDIATING, IncidentPhase.VERIFYING):
-                self.deps.slots.hold(key)
-            else:
-                self.deps.slots.release(key)
+        """An incident holds a slot while Remediating or Verifying (taken back after a restart); the
+        policy's other slots are freed, those of deleted Incidents too (`RemediationSlots.reconcile`)."""
+        self.deps.slots.reconcile(self.slot_key(""), {
+            self.slot_key(i.name) for i in self.mine if i.status.phase in (IncidentPhase.REMEDIATING,
+                                                                            IncidentPhase.VERIFYING)})
         if self.deps.metrics is not None:
             self.deps.metrics.remediations_active.set(self.deps.slots.in_use)
 
