@@ -300,9 +300,13 @@ async def _one_cycle(
         # Incidents would only wait out the store's retries, and no action could be taken anyway.
         logger.info("%s/%s: no remediation this cycle, the API server did not answer", ref.namespace, ref.name)
     elif deps.remediation is not None:
+        # Decide on this evaluation only while it is the newest one: within an interval, or one
+        # request timeout, of now (reading the Incidents or writing them may take that long).
+        budget = max(spec.interval_seconds, deps.settings.status_interval_floor, deps.settings.kube_request_timeout)
         status.active_incident = await _remediate(monitor=monitor, ref=ref, deps=deps, reporter=reporter,
                                                   result=result, target=target, feedback=feedback,
-                                                  previous=reporter.status.active_incident)
+                                                  previous=reporter.status.active_incident,
+                                                  fresh_until=deps.remediation.clock() + budget)
     await reporter.write(status)
     deps.metrics.set_phase(namespace=ref.namespace, policy=ref.name, phase=str(status.phase))
 
@@ -338,7 +342,7 @@ async def _one_cycle(
 
 async def _remediate(
     *, monitor: PolicyMonitor, ref: PolicyRef, deps: Dependencies, reporter: _Reporter, result: CycleResult,
-    target: TargetInfo, feedback: Feedback | None, previous: str | None,
+    target: TargetInfo, feedback: Feedback | None, previous: str | None, fresh_until: float | None = None,
 ) -> str | None:
     """Run the incident runner on this cycle's observations; return the policy's open incident.
 
@@ -351,7 +355,7 @@ async def _remediate(
         report = await remediate(
             policy=PolicyInfo(namespace=ref.namespace, name=ref.name, uid=ref.uid), spec=monitor.spec,
             obs=observations(result, monitor), target=target, deps=deps.remediation, feedback=feedback,
-            emit=reporter.emit,
+            emit=reporter.emit, fresh_until=fresh_until,
         )
     except asyncio.CancelledError:
         raise

@@ -225,3 +225,42 @@ def test_an_api_outage_neither_restarts_the_monitor_nor_back_fills_it_again(
     assert not [r for r in cluster.requests if r.method in WRITES and "/apis/apps/" in r.path
                 and (r.user_agent or "").startswith("homeostat/")]
 
+
+class SlowStore:
+    """An Incident store whose listing takes `delay` seconds of the runner's clock (a slow API);
+    any write fails the test."""
+
+    def __init__(self, clock: list[float], delay: float) -> None:
+        self.clock, self.delay = clock, delay
+
+    async def list_all(self, namespace: str) -> list[Any]:
+        self.clock[0] += self.delay
+        return []
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the runner called {name} on observations it should not have decided on")
+
+
+@pytest.mark.parametrize("delay", [0.5, 12.0])
+async def test_a_confirmed_anomaly_is_not_acted_on_once_the_observation_is_stale(delay: float) -> None:
+    from homeostat.api.policy import PolicySpec
+    from homeostat.playbooks.machine import Observations, SeriesNow, SignalNow
+    from homeostat.playbooks.runner import PolicyInfo, Remediator, TargetInfo, remediate
+
+    t0 = 1_800_000_000.0
+    clock = [t0]
+    spec = PolicySpec.model_validate({"target": {"kind": "Deployment", "name": "web"},
+                                      "signals": [{"name": "latency", "query": "q"}],
+                                      "playbook": {"steps": [{"action": "restart"}]}})
+    confirmed = SignalNow(name="latency", usable=True, verdict="anomalous", series=(
+        SeriesNow(labels={}, value=1.0, anomalous=True, confirmed=True, expected=0.1, lower=0.05, upper=0.15,
+                  score=0.99),))
+    deps = Remediator(store=SlowStore(clock, delay), actions={}, clock=lambda: clock[0])  # type: ignore[arg-type]
+    run = remediate(policy=PolicyInfo(namespace="shop", name="web"), spec=spec, target=TargetInfo(found=True),
+                    obs=Observations(at=t0, signals={"latency": confirmed}), deps=deps, fresh_until=t0 + 10.0)
+    if delay > 10.0:  # listing the Incidents took longer than the observation is good for: nothing decided
+        report = await run
+        assert report.decisions == [] and report.active_incident is None
+    else:  # in time: the anomaly is acted on (an Incident is opened)
+        with pytest.raises(AssertionError, match="called create"):
+            await run
