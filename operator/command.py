@@ -29,7 +29,14 @@ from homeostat.operator.leadership import (
     Leadership,
     default_namespace,
 )
-from homeostat.operator.settings import OperatorSettings
+from homeostat.operator.settings import DEFAULT_KUBE_REQUEST_TIMEOUT, OperatorSettings
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="operator-wide dry run: never change workloads")
     parser.add_argument("--max-concurrent-remediations", type=int, default=5, metavar="N",
                         help="operator-wide cap on incidents being remediated at once (blast radius)")
+    parser.add_argument("--kube-request-timeout", type=_positive, default=DEFAULT_KUBE_REQUEST_TIMEOUT,
+                        metavar="SECONDS",
+                        help="how long one Kubernetes request of a policy's monitor or of the Incident store may "
+                             "take (status, target, Secret, Incidents, Events; default: %(default)g)")
     parser.add_argument("--metrics-port", type=int, default=9464, help="port of /metrics (0: off)")
     parser.add_argument("--liveness-port", type=int, default=8080, help="port of /healthz (0: off)")
     parser.add_argument("--standalone", action="store_true",
@@ -76,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     from homeostat.operator.handlers import register_handlers
-    from homeostat.operator.kube import KubeApi, load_api_client
+    from homeostat.operator.kube import KubeApi, load_api_client, single_attempt
     from homeostat.operator.leadership import KubeLeaseApi, LeaderElector, LeaseConfig, default_identity
     from homeostat.operator.loop import Dependencies
     from homeostat.operator.metrics import OperatorMetrics
@@ -108,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         namespaces=tuple(args.namespace),
         dry_run=args.dry_run,
         max_concurrent_remediations=args.max_concurrent_remediations,
+        kube_request_timeout=args.kube_request_timeout,
         metrics_port=args.metrics_port,
         liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
         leader_election=leader_election,
@@ -125,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
                if settings.lease is not None else None)
     leadership = elector.is_leader if elector is not None else None
     registry = kopf.OperatorRegistry()
-    deps = Dependencies(settings=settings, metrics=metrics, kube=KubeApi(api_client),
+    # The monitor's own calls are made once each, with a timeout: the next cycle is the retry.
+    kube = KubeApi(single_attempt(api_client), request_timeout=settings.kube_request_timeout)
+    deps = Dependencies(settings=settings, metrics=metrics, kube=kube,
                         remediation=build_remediator(api_client, settings=settings, metrics=metrics,
                                                      leadership=leadership),
                         leadership=leadership)
@@ -197,7 +211,10 @@ def build_remediator(
     actions: Any = ACTIONS
     scale_back: Any = scale_out.scale_back
     notice: Any = escalation_notice
-    store = IncidentStore(api_client)
+    from homeostat.operator.kube import single_attempt
+
+    # Each request once, with a timeout; the store retries what is transient with its own backoff.
+    store = IncidentStore(single_attempt(api_client), request_timeout=settings.kube_request_timeout)
     if leadership is not None:
         from homeostat.operator.leadership import fenced
 

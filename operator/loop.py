@@ -4,7 +4,10 @@
 input: an invalid spec, a rejected query, a missing target or an unreachable Prometheus each
 become a condition and a Warning Event, and the loop goes on (other policies are unaffected).
 A changed spec rebuilds the monitor from scratch; cancellation (policy deleted, operator
-stopping) frees its state.
+stopping) frees its state. The Kubernetes API failing or out of reach (an error answer, a
+timeout, a refused or reset connection) is neither: the cycle logs and counts it
+(`homeostat_kube_errors_total`), writes what it can, and the next interval tries again with
+the same detectors (no restart, no second back-fill).
 
 With leader election (`deps.leadership`), a standby replica runs the loop but waits before each
 cycle until it leads: it evaluates nothing, writes no status and takes no action. A leader that
@@ -28,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from homeostat.api.durations import parse_duration
 from homeostat.api.policy import PolicySpec
 from homeostat.api.status import PolicyStatus
-from homeostat.operator.kube import KubeApi
+from homeostat.operator.kube import KUBE_ERRORS, KubeApi, describe, error_reason
 from homeostat.operator.leadership import Leadership, LeadershipLost
 from homeostat.operator.metrics import OperatorMetrics
 from homeostat.operator.monitor import CycleResult, PolicyMonitor
@@ -96,17 +99,26 @@ class _Reporter:
             if normal_reason:
                 self.emit(type="Normal", reason=normal_reason, message=message)
 
-    async def write(self, status: PolicyStatus) -> None:
+    async def write(self, status: PolicyStatus) -> bool:
+        """Patch the status; False when it could not be written (the next cycle writes it whole)."""
         if not leading(self.deps):
             raise LeadershipLost("not leading: the status is not written")
         self.status = status
         body = status.model_dump(mode="json", by_alias=True)  # keep nulls: they clear old values
         try:
             await self.deps.kube.patch_policy_status(namespace=self.ref.namespace, name=self.ref.name, status=body)
-        except ApiException as exc:
-            if exc.status == 404:
+        except KUBE_ERRORS as exc:
+            if isinstance(exc, ApiException) and exc.status == 404:
                 raise asyncio.CancelledError from exc  # the policy is gone; Kopf stops us too
-            logger.warning("status of %s/%s not written: %s", self.ref.namespace, self.ref.name, exc.reason)
+            kube_error(self.deps, "status", exc)
+            logger.warning("status of %s/%s not written: %s", self.ref.namespace, self.ref.name, describe(exc))
+            return False
+        return True
+
+
+def kube_error(deps: Dependencies, call: str, exc: BaseException) -> None:
+    """Count a failed Kubernetes call of a policy loop (`homeostat_kube_errors_total`)."""
+    deps.metrics.kube_errors.labels(call, error_reason(exc)).inc()
 
 
 async def _resolve_source(
@@ -133,20 +145,26 @@ async def _resolve_source(
     return source
 
 
-async def _read_target(*, spec: PolicySpec, ref: PolicyRef, kube: KubeApi) -> tuple[TargetInfo, str | None]:
-    """The target as the guardrails see it, and the problem to report when it cannot be used."""
+async def _read_target(
+    *, spec: PolicySpec, ref: PolicyRef, deps: Dependencies
+) -> tuple[TargetInfo, str | None, bool]:
+    """The target as the guardrails see it, the problem to report when it cannot be used, and
+    whether the API server answered at all.
+
+    A target that could not be read is not found, for the guardrails: no action this cycle."""
     try:
-        meta = await kube.read_target_metadata(namespace=ref.namespace, target=spec.target)
-    except ApiException as exc:
-        return TargetInfo(found=False), f"could not read spec.target: {exc.status} {exc.reason}"
+        meta = await deps.kube.read_target_metadata(namespace=ref.namespace, target=spec.target)
+    except KUBE_ERRORS as exc:
+        kube_error(deps, "target", exc)
+        return TargetInfo(found=False), f"could not read spec.target: {describe(exc)}", isinstance(exc, ApiException)
     read_at = time.time()
     if meta is not None:
         return TargetInfo(found=True, uid=meta.get("uid"), annotations=meta.get("annotations") or {},
-                          settled_at=read_at if meta.get("settled") else None), None
+                          settled_at=read_at if meta.get("settled") else None), None, True
     return TargetInfo(found=False), (
         f"spec.target.name: {spec.target.kind} {spec.target.name!r} not found in namespace "
         f"{ref.namespace!r}; create it or fix the name"
-    )
+    ), True
 
 
 def _fingerprint(raw: Mapping[str, Any] | None) -> str:
@@ -191,6 +209,13 @@ async def run_policy(
                 try:
                     spec = validate_spec(raw)
                     source = await _resolve_source(spec=spec, ref=ref, deps=deps)
+                except KUBE_ERRORS as exc:  # the token Secret could not be read: not the spec's fault
+                    kube_error(deps, "secret", exc)
+                    logger.warning("%s/%s: bearer-token Secret not read (%s); trying again in %gs", ref.namespace,
+                                   ref.name, describe(exc), spec.interval_seconds)
+                    fingerprint = None
+                    await wait_for_change(max(spec.interval_seconds, deps.settings.status_interval_floor))
+                    continue
                 except InvalidSpec as exc:
                     try:
                         await reporter.write(invalid_status(reporter.status, exc.problems, generation=generation))
@@ -222,6 +247,10 @@ async def run_policy(
             except LeadershipLost as exc:
                 logger.info("%s/%s: cycle dropped: %s", ref.namespace, ref.name, exc)
                 continue
+            except KUBE_ERRORS as exc:  # the calls above handle their own; this is the last line
+                kube_error(deps, "cycle", exc)
+                logger.warning("%s/%s: the Kubernetes API failed this cycle (%s); the detectors are kept, "
+                               "next cycle in %gs", ref.namespace, ref.name, describe(exc), interval)
             schedule += interval
             if schedule < time.monotonic():  # fell behind (slow Prometheus): do not burst to catch up
                 schedule = time.monotonic()
@@ -257,7 +286,7 @@ async def _one_cycle(
     feedback: Feedback | None = None,
 ) -> None:
     spec = monitor.spec
-    target, target_problem = await _read_target(spec=spec, ref=ref, kube=deps.kube)
+    target, target_problem, answered = await _read_target(spec=spec, ref=ref, deps=deps)
     result = await monitor.evaluate()
     query_problems = [
         SpecProblem(f"spec.signals[{index}].query", f"Prometheus rejected it: {error}; fix the PromQL")
@@ -270,10 +299,18 @@ async def _one_cycle(
     )
     if not leading(deps):  # the evaluation took long and leadership lapsed meanwhile: write nothing
         raise LeadershipLost("leadership lapsed during the evaluation")
-    if deps.remediation is not None:
+    if deps.remediation is not None and not answered:
+        # The API server did not answer this cycle (timeout, connection refused or reset): reading the
+        # Incidents would only wait out the store's retries, and no action could be taken anyway.
+        logger.info("%s/%s: no remediation this cycle, the API server did not answer", ref.namespace, ref.name)
+    elif deps.remediation is not None:
+        # Decide on this evaluation only while it is the newest one: within an interval, or one
+        # request timeout, of now (reading the Incidents or writing them may take that long).
+        budget = max(spec.interval_seconds, deps.settings.status_interval_floor, deps.settings.kube_request_timeout)
         status.active_incident = await _remediate(monitor=monitor, ref=ref, deps=deps, reporter=reporter,
                                                   result=result, target=target, feedback=feedback,
-                                                  previous=reporter.status.active_incident)
+                                                  previous=reporter.status.active_incident,
+                                                  fresh_until=deps.remediation.clock() + budget)
     await reporter.write(status)
     deps.metrics.set_phase(namespace=ref.namespace, policy=ref.name, phase=str(status.phase))
 
@@ -313,7 +350,7 @@ async def _one_cycle(
 
 async def _remediate(
     *, monitor: PolicyMonitor, ref: PolicyRef, deps: Dependencies, reporter: _Reporter, result: CycleResult,
-    target: TargetInfo, feedback: Feedback | None, previous: str | None,
+    target: TargetInfo, feedback: Feedback | None, previous: str | None, fresh_until: float | None = None,
 ) -> str | None:
     """Run the incident runner on this cycle's observations; return the policy's open incident.
 
@@ -326,12 +363,16 @@ async def _remediate(
         report = await remediate(
             policy=PolicyInfo(namespace=ref.namespace, name=ref.name, uid=ref.uid), spec=monitor.spec,
             obs=observations(result, monitor), target=target, deps=deps.remediation, feedback=feedback,
-            emit=reporter.emit,
+            emit=reporter.emit, fresh_until=fresh_until,
         )
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # an API outage must not stop detection; the next cycle reads afresh
-        logger.warning("remediation of %s/%s failed this cycle: %s", ref.namespace, ref.name, exc, exc_info=True)
+        outage = isinstance(exc, KUBE_ERRORS)
+        if outage:
+            kube_error(deps, "incidents", exc)
+        logger.warning("remediation of %s/%s failed this cycle: %s", ref.namespace, ref.name,
+                       describe(exc) if outage else exc, exc_info=not outage)
         reporter.warn_once("RemediationError", f"remediation failed this cycle, retried next: {exc}"[:1024],
                            identity=type(exc).__name__)
         return previous

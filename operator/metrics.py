@@ -61,6 +61,12 @@ class OperatorMetrics:
         self.remediations_active = Gauge(
             "homeostat_remediations_in_progress", "Incidents holding a concurrent-remediation slot.", registry=r,
         )
+        self.kube_errors = Counter(
+            "homeostat_kube_errors",
+            "Kubernetes calls of the policy loops that failed (after the Incident store's retries), by call "
+            "(status, target, secret, incidents) and reason (api: an error answer; timeout; connection).",
+            ["call", "reason"], registry=r,
+        )
         self.evaluation_lag = Gauge(
             "homeostat_evaluation_lag_seconds", "How late the last cycle started against its schedule.",
             ["namespace", "policy"], registry=r,

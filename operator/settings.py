@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from homeostat.operator.leadership import LeaseConfig
 from homeostat.operator.sharding import Shard
 
+DEFAULT_KUBE_REQUEST_TIMEOUT = 10.0
+"""Seconds one Kubernetes request of a policy loop may take (`--kube-request-timeout`)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class OperatorSettings:
@@ -20,6 +23,7 @@ class OperatorSettings:
     liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
     status_interval_floor: float = 1.0  # never evaluate more often than this, whatever a spec says
     max_concurrent_remediations: int = 5  # operator-wide blast radius (per process: per shard)
+    kube_request_timeout: float = DEFAULT_KUBE_REQUEST_TIMEOUT  # per request of a policy loop
     leader_election: bool = False  # several replicas, one acting: the holder of `lease`
     lease: LeaseConfig | None = None  # set when leader_election is on
     shard: Shard = field(default_factory=Shard)  # which policies this instance runs (all by default)

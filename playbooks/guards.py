@@ -244,7 +244,9 @@ class RemediationSlots:
     asyncio runs one coroutine at a time and nothing here awaits, so a check and the acquisition
     that follows it cannot interleave with another policy's. After a restart, each policy's loop
     takes its slot back when it finds its incident mid-remediation (`hold`, over the cap if need
-    be: that remediation is already under way).
+    be: that remediation is already under way). Every cycle, each policy's slots are reconciled
+    with its Incidents as read from the API (`reconcile`): the slot of an incident that is gone
+    (deleted by a human mid-remediation) or no longer being remediated is freed.
     """
 
     def __init__(self, limit: int) -> None:
@@ -272,6 +274,14 @@ class RemediationSlots:
 
     def release(self, key: str) -> None:
         self._holders.discard(key)
+
+    def reconcile(self, prefix: str, active: set[str]) -> None:
+        """Make the slots under `prefix` (one policy's, `<namespace>/<policy>/`) exactly `active`:
+        those of its incidents being remediated now, as read from the API this cycle."""
+        stray = [key for key in active if not key.startswith(prefix)]
+        if stray:
+            raise ValueError(f"slots {stray} are not under {prefix!r}")
+        self._holders = {key for key in self._holders if not key.startswith(prefix)} | active
 
     def release_prefix(self, prefix: str) -> None:
         """Free the slots of a policy whose loop ends (keys are `<namespace>/<policy>/<incident>`)."""

@@ -168,7 +168,7 @@ class _Cycle:
 
     def __init__(self, *, policy: PolicyInfo, spec: PolicySpec, obs: Observations, target: TargetInfo,
                  deps: Remediator, feedback: Feedback | None, emit: EmitEvent | None,
-                 incidents: list[IncidentView]) -> None:
+                 incidents: list[IncidentView], fresh_until: float | None = None) -> None:
         self.policy = policy
         self.spec = spec
         self.obs = obs
@@ -177,6 +177,7 @@ class _Cycle:
         self.feedback = feedback
         self.emit = emit
         self.all = incidents
+        self.fresh_until = fresh_until
         self.report = CycleReport()
 
     # -- views ---------------------------------------------------------------------------------------
@@ -234,13 +235,11 @@ class _Cycle:
         )
 
     def sync_slots(self) -> None:
-        """An incident holds a slot while Remediating or Verifying (taken back after a restart)."""
-        for incident in self.mine:
-            key = self.slot_key(incident.name)
-            if incident.status.phase in (IncidentPhase.REMEDIATING, IncidentPhase.VERIFYING):
-                self.deps.slots.hold(key)
-            else:
-                self.deps.slots.release(key)
+        """An incident holds a slot while Remediating or Verifying (taken back after a restart); the
+        policy's other slots are freed, those of deleted Incidents too (`RemediationSlots.reconcile`)."""
+        self.deps.slots.reconcile(self.slot_key(""), {
+            self.slot_key(i.name) for i in self.mine if i.status.phase in (IncidentPhase.REMEDIATING,
+                                                                            IncidentPhase.VERIFYING)})
         if self.deps.metrics is not None:
             self.deps.metrics.remediations_active.set(self.deps.slots.in_use)
 
@@ -280,6 +279,10 @@ class _Cycle:
         for _ in range(MAX_DECISIONS_PER_CYCLE):
             now = self.deps.clock()
             self.sync_slots()
+            if self.fresh_until is not None and now > self.fresh_until:  # the API was slow: decide next cycle
+                logger.info("%s/%s: observations %.1fs old, not decided on", self.policy.namespace, self.policy.name,
+                            now - self.obs.at)
+                break
             for incident in self.mine:  # re-apply fed-back verdicts to detectors rebuilt since (restart, edit)
                 if incident.status.feedback == guards.FALSE_POSITIVE and self.feedback is not None:
                     self.feedback(incident)
@@ -743,15 +746,19 @@ async def remediate(
     deps: Remediator,
     feedback: Feedback | None = None,
     emit: EmitEvent | None = None,
+    fresh_until: float | None = None,
 ) -> CycleReport:
     """One cycle of remediation for one policy; see the module docstring.
+
+    Nothing is decided after `fresh_until` (by `deps.clock`): when reading or writing the Incidents
+    took that long, `obs` may no longer be true, and the next cycle decides on fresh observations.
 
     Raises the API's errors (after retries) and `Conflict`; the caller logs them and tries again
     next cycle, when the Incidents are read afresh.
     """
     incidents = await deps.store.list_all(policy.namespace)
     cycle = _Cycle(policy=policy, spec=spec, obs=obs, target=target, deps=deps, feedback=feedback, emit=emit,
-                   incidents=incidents)
+                   incidents=incidents, fresh_until=fresh_until)
     try:
         return await cycle.run()
     except Conflict as exc:
