@@ -437,7 +437,9 @@ def test_killed_between_intent_and_outcome_the_restart_happens_exactly_once(scen
         await asyncio.sleep(30)  # the operator is killed meanwhile; its request is then dropped
 
     if moment == "before-the-write":
-        scene.cluster.handler["patch", kmock.resource("apps/v1/deployments")][:1] << stall
+        restart = scene.cluster.handler["patch", kmock.resource("apps/v1/deployments")][
+            lambda request: ACTION_KEY.encode() in (request.body or b"")]  # the restart, not the claim before it
+        restart[:1] << stall
     else:
         outcome = scene.cluster.handler["patch", kmock.resource("homeostat.dev/v1alpha1/incidents")][
             lambda request: b'"Succeeded"' in (request.body or b"")]
