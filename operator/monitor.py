@@ -14,12 +14,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from homeostat.api.durations import parse_duration
-from homeostat.api.policy import PolicySpec, Signal
+from homeostat.api.policy import PartialResponsePolicy, PolicySpec, Signal
 from homeostat.api.status import SignalStatus
 from homeostat.detectors import Detector, create
 from homeostat.operator.judge import SignalJudgement, backfill_series, judge_signal
 from homeostat.operator.metrics import OperatorMetrics
-from homeostat.operator.prometheus import PrometheusSource, PrometheusUnavailable, QueryRejected, Sample
+from homeostat.operator.prometheus import (
+    PartialResponse,
+    PrometheusSource,
+    PrometheusUnavailable,
+    QueryRejected,
+    Sample,
+)
 from homeostat.operator.series import SeriesTable
 
 
@@ -69,6 +75,7 @@ class PolicyMonitor:
         self.clock = clock
         self.delay = parse_duration(spec.evaluation_delay)
         self.staleness = parse_duration(spec.staleness)
+        self.accept_partial = spec.prometheus.partial_response == PartialResponsePolicy.ACCEPT
         self.tables: dict[str, SeriesTable] = {
             signal.name: SeriesTable(
                 make_detector=_detector_factory(signal),
@@ -99,6 +106,9 @@ class PolicyMonitor:
         except PrometheusUnavailable:
             self.metrics.query_errors.labels("unavailable").inc()
             raise
+        except PartialResponse:
+            self.metrics.query_errors.labels("partial").inc()
+            raise
 
     async def backfill(self) -> int:
         """Warm every detector on `lookback` of history with one range query per signal.
@@ -116,6 +126,10 @@ class PolicyMonitor:
                         self.source.range, signal.query, start=start, end=end, step=self.spec.interval_seconds
                     ),
                 )
+            except PartialResponse as exc:
+                if not self.accept_partial:
+                    continue
+                result = exc.series
             except (QueryRejected, PrometheusUnavailable):
                 continue
             assert isinstance(result, list)
@@ -137,6 +151,11 @@ class PolicyMonitor:
                 answer = await self._query("instant", functools.partial(self.source.instant, signal.query, at=at))
                 assert isinstance(answer, list)
                 samples = answer
+            except PartialResponse as exc:
+                if self.accept_partial:
+                    samples = exc.samples
+                else:
+                    reason = f"{exc}; a partial answer is no data (spec.prometheus.partialResponse: nodata)"
             except QueryRejected as exc:
                 result.rejected[index] = str(exc)
                 reason = f"Prometheus rejected the query: {exc}"
@@ -156,3 +175,4 @@ class PolicyMonitor:
                 judgement.status.anomalous_series
             )
         return result
+

@@ -1,10 +1,12 @@
 """Reading series from Prometheus: the `queries -> series` step.
 
 Plain HTTP requests to the Prometheus query API (`requests`, one pooled session per server)
-whose answers become plain samples and whose failures become three kinds the monitor treats
+whose answers become plain samples and whose failures become four kinds the monitor treats
 differently: the query was rejected (the policy is wrong: tell the user which signal),
-Prometheus could not be reached or failed (no data: never act), or it answered with something
-we cannot read (the same).
+Prometheus could not be reached or failed (no data: never act), it answered with something we
+cannot read (the same), or it answered but said the answer is incomplete (a partial response,
+no data unless the policy accepts them). The raw JSON is read, not a client library's
+`data.result`, because the `warnings` and `isPartial` fields that say "incomplete" sit beside it.
 
 Every message that names the server shows its URL redacted (`redact_url`): no userinfo, no
 query-string values, since either may hold a credential and the messages go into the policy's
@@ -29,6 +31,13 @@ from urllib3.util.retry import Retry
 POOL_SIZE = 32
 """Connections kept per Prometheus server: the operator's I/O worker threads (operator/command.py)."""
 
+ANNOTATION_PREFIXES = ("PromQL info:", "PromQL warning:")
+"""Warnings that Prometheus' PromQL engine adds about the query itself ("metric might not be a
+counter", "bucket label le is missing"): they say nothing about missing data, so they never make
+an answer partial. Every other warning (a remote-read or store failure, Thanos' partial response)
+does."""
+
+
 class QueryError(Exception):
     """A query gave no usable answer."""
 
@@ -39,6 +48,20 @@ class QueryRejected(QueryError):
 
 class PrometheusUnavailable(QueryError):
     """Prometheus could not be reached, timed out, failed (5xx) or answered unreadably."""
+
+
+class PartialResponse(QueryError):
+    """Prometheus (or Thanos, Mimir, VictoriaMetrics) answered but said the answer is incomplete.
+
+    The answer is kept in `samples` (instant queries) or `series` (range queries), for a policy
+    that accepts partial answers (`spec.prometheus.partialResponse: accept`).
+    """
+
+    def __init__(self, message: str, *, samples: list[Sample] | None = None,
+                 series: list[RangeSeries] | None = None) -> None:
+        super().__init__(message)
+        self.samples = samples or []
+        self.series = series or []
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +133,24 @@ for _name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanag
     logging.getLogger(_name).addFilter(_REDACT)
 
 
+def partial_reason(payload: Mapping[str, Any]) -> str | None:
+    """Why an answer with status "success" is incomplete, or None when it is complete.
+
+    VictoriaMetrics sets `isPartial: true`; Prometheus (failed remote reads), Thanos and Mimir say
+    it in `warnings`. PromQL's own annotations (ANNOTATION_PREFIXES) and `infos` are not partial.
+    """
+    if payload.get("isPartial") is True:
+        return "the answer says isPartial: true"
+    warnings = payload.get("warnings") or []
+    if not isinstance(warnings, list):
+        warnings = [warnings]
+    partial = [str(w) for w in warnings if not str(w).startswith(ANNOTATION_PREFIXES)]
+    if partial:
+        text = "; ".join(partial)
+        return f"warnings: {text[:300]}{'...' if len(text) > 300 else ''}"
+    return None
+
+
 class PrometheusSource:
     """Instant and range queries against one Prometheus server."""
 
@@ -141,7 +182,7 @@ class PrometheusSource:
         self._session.close()
 
     def instant(self, query: str, *, at: float) -> list[Sample]:
-        """Evaluate `query` at unix time `at`."""
+        """Evaluate `query` at unix time `at`; PartialResponse (with the samples) when incomplete."""
         payload = self._get(self._query_url, {"query": query, "time": f"{at:.3f}"})
         kind, result = payload["data"].get("resultType"), payload["data"].get("result")
         try:
@@ -156,6 +197,9 @@ class PrometheusSource:
                 raise ValueError(kind)
         except (TypeError, ValueError, KeyError, IndexError, AttributeError):
             raise PrometheusUnavailable(f"Prometheus at {self.url} gave an unreadable answer") from None
+        reason = partial_reason(payload)
+        if reason is not None:
+            raise PartialResponse(f"Prometheus at {self.url} answered partially: {reason}", samples=samples)
         return samples
 
     def range(self, query: str, *, start: float, end: float, step: float) -> list[RangeSeries]:
@@ -174,6 +218,9 @@ class PrometheusSource:
             ]
         except (TypeError, ValueError, KeyError, AttributeError):
             raise PrometheusUnavailable(f"Prometheus at {self.url} gave an unreadable answer") from None
+        reason = partial_reason(payload)
+        if reason is not None:
+            raise PartialResponse(f"Prometheus at {self.url} answered partially: {reason}", series=series)
         return series
 
     def _get(self, url: str, params: dict[str, str]) -> dict[str, Any]:

@@ -1,14 +1,19 @@
-"""What the operator makes of Prometheus' answers, end to end: `homeostat run` against a real
-Prometheus and servers that fail, with no credential of a Prometheus URL in what it writes."""
+"""What the operator makes of Prometheus' answers, end to end: `homeostat run` against a server
+that answers like Thanos or VictoriaMetrics (partial answers) or a real Prometheus, with no
+credential of a Prometheus URL in what it writes.
+
+A partial answer confirms an anomaly (a guard breach) if the operator takes it at face value, so
+the test fails on an operator that does."""
 
 from __future__ import annotations
 
 import http.server
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -48,6 +53,97 @@ def spec(query: str, **overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return base
+
+
+def wait_for_cycles(cluster: Any, names: Iterable[str], count: int, timeout: float = 60) -> None:
+    """Until each policy has had `count` evaluations written: with k=2 of 3, enough to have confirmed."""
+    for name in names:
+        wait_until(lambda n=name: len(written_statuses(cluster, n)) >= count, timeout=timeout,  # type: ignore[misc]
+                   message=f"{name}: fewer than {count} evaluations")
+
+
+def assert_never_anomalous(cluster: Any, name: str) -> None:
+    for status in written_statuses(cluster, name):
+        assert status["phase"] != "Anomalous", status
+        assert not any(signal["confirmed"] for signal in status.get("signals", [])), status
+    assert not [e for e in events_for(cluster, name) if e["reason"] == "AnomalyConfirmed"]
+
+
+# -- partial answers -------------------------------------------------------------------------------
+
+
+ANSWERS: dict[str, dict[str, Any]] = {
+    "/vm": {"isPartial": True},  # VictoriaMetrics
+    "/thanos": {"warnings": ["receive-0: rpc error: code = Unavailable desc = connection refused"]},
+    "/info": {  # PromQL's annotations: about the query, not missing data
+        "warnings": ['PromQL warning: encountered a mix of histograms and floats for metric name "lab_x"'],
+        "infos": ['PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: '
+                  '"lab_x"'],
+    },
+    "/accept": {"isPartial": True},  # for a policy with spec.prometheus.partialResponse: accept
+}
+
+
+@pytest.fixture
+def partial_prometheus() -> Iterator[str]:
+    """Answers like Prometheus, with `lab_x` = 5 (above the guard) and, under each path prefix of
+    ANSWERS, that answer's partial-response fields on every instant query."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            prefix, _, api = url.path.partition("/api/v1/")
+            params = {k: v[0] for k, v in parse_qs(url.query).items()}
+            if api == "query_range":
+                body: dict[str, Any] = {"status": "success", "data": {"resultType": "matrix", "result": []}}
+            else:
+                t = float(params.get("time", time.time()))
+                if "timestamp(" in params["query"]:  # the freshness query: every selector's data is new
+                    result = [{"metric": {"__homeostat_selector": "0"}, "value": [t, f"{t:.3f}"]}]
+                else:
+                    result = [{"metric": {}, "value": [t, "5"]}]
+                body = {"status": "success", "data": {"resultType": "vector", "result": result},
+                        **ANSWERS[prefix]}
+            raw = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_partial_answers_are_no_data_unless_accepted_and_promql_annotations_are_not_partial(
+    cluster: Any, start_operator: Any, partial_prometheus: str
+) -> None:
+    cluster.apply(deployment("checkout"))
+    start_operator(None)
+    for name in ("vm", "thanos", "info"):
+        cluster.apply(policy(name, spec("max(lab_x)", prometheus={"url": f"{partial_prometheus}/{name}"})))
+    cluster.apply(policy("accept", spec("max(lab_x)", prometheus={"url": f"{partial_prometheus}/accept",
+                                                                   "partialResponse": "accept"})))
+
+    # Annotations do not blind the operator, and a policy that accepts partial answers judges them.
+    for name in ("info", "accept"):
+        wait_until(lambda n=name: status_of(cluster, n).get("phase") == "Anomalous", timeout=30,  # type: ignore[misc]
+                   message=f"{name}: the guard breach is not confirmed")
+    wait_for_cycles(cluster, ["vm", "thanos"], count=6)
+    for name, says in (("vm", "isPartial: true"), ("thanos", "receive-0: rpc error")):
+        status = status_of(cluster, name)
+        assert status["phase"] == "NoData", status
+        message = status["signals"][0]["message"]
+        assert "answered partially" in message and says in message and "partialResponse: nodata" in message
+        assert condition(status, "DataAvailable")["status"] == "False"
+        assert_never_anomalous(cluster, name)
 
 
 # -- credentials in URLs ---------------------------------------------------------------------------

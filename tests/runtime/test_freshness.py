@@ -1,11 +1,27 @@
-"""The pieces behind fresh, complete data: URLs fit for messages. End to end:
-tests/runtime/test_fresh_data.py."""
+"""The pieces behind fresh, complete data: what makes an answer partial, and URLs fit for
+messages. End to end: tests/runtime/test_fresh_data.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from homeostat.operator.prometheus import redact_url
+from homeostat.operator.prometheus import partial_reason, redact_url
+
+
+@pytest.mark.parametrize(("payload", "partial"), [
+    ({"status": "success"}, None),
+    ({"status": "success", "isPartial": False}, None),
+    ({"status": "success", "isPartial": True}, "the answer says isPartial: true"),
+    ({"status": "success", "warnings": ["No StoreAPIs matched for this query"]},
+     "warnings: No StoreAPIs matched for this query"),
+    ({"status": "success", "warnings": ['PromQL info: metric might not be a counter: "x"',
+                                        "PromQL warning: bucket label \"le\" is missing"],
+      "infos": ["PromQL info: anything"]}, None),
+    ({"status": "success", "warnings": ["PromQL info: fine", "remote_read: store down"]},
+     "warnings: remote_read: store down"),
+])
+def test_partial_answers_are_told_from_promql_annotations(payload: dict[str, object], partial: str | None) -> None:
+    assert partial_reason(payload) == partial
 
 
 @pytest.mark.parametrize(("url", "shown"), [
