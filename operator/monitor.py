@@ -17,6 +17,7 @@ from homeostat.api.durations import parse_duration
 from homeostat.api.policy import PartialResponsePolicy, PolicySpec, Signal
 from homeostat.api.status import SignalStatus
 from homeostat.detectors import Detector, create
+from homeostat.operator.freshness import FreshnessCheck, grouping_of
 from homeostat.operator.judge import SignalJudgement, backfill_series, judge_signal
 from homeostat.operator.metrics import OperatorMetrics
 from homeostat.operator.prometheus import (
@@ -76,6 +77,15 @@ class PolicyMonitor:
         self.delay = parse_duration(spec.evaluation_delay)
         self.staleness = parse_duration(spec.staleness)
         self.accept_partial = spec.prometheus.partial_response == PartialResponsePolicy.ACCEPT
+        # The selectors whose samples' age decides each signal's freshness; a query that does not
+        # parse here (Prometheus may accept more than promql-parser does) cannot be checked: no data.
+        self.freshness: dict[str, FreshnessCheck | str] = {}
+        for signal in spec.signals:
+            try:
+                self.freshness[signal.name] = FreshnessCheck.of(signal.query)
+            except ValueError as exc:
+                self.freshness[signal.name] = (
+                    f"the age of this query's data cannot be checked: promql-parser does not parse it ({exc})")
         self.tables: dict[str, SeriesTable] = {
             signal.name: SeriesTable(
                 make_detector=_detector_factory(signal),
@@ -162,6 +172,8 @@ class PolicyMonitor:
             except PrometheusUnavailable as exc:
                 result.unavailable = str(exc)
                 reason = str(exc)
+            if samples:
+                samples, reason = await self._fresh(signal, samples, at=at, result=result)
             table = self.tables[signal.name]
             judgement = judge_signal(
                 signal=signal, table=table, samples=samples, no_data_reason=reason,
@@ -176,3 +188,36 @@ class PolicyMonitor:
             )
         return result
 
+    async def _fresh(
+        self, signal: Signal, samples: list[Sample], *, at: float, result: CycleResult
+    ) -> tuple[list[Sample] | None, str]:
+        """`samples` with the stale ones marked, or (None, why) when none can be judged.
+
+        One instant query for every selector of the signal (operator/freshness.py); when it
+        fails, or is partial, the age of the data is unknown: no data.
+        """
+        check = self.freshness[signal.name]
+        if isinstance(check, str):
+            return None, check
+        if not check.selectors:
+            return samples, ""  # vector(1), time(): nothing that could be old
+        by = grouping_of(samples)
+        try:
+            answer = await self._query(
+                "freshness", functools.partial(self.source.instant, check.query(by), at=at))
+            assert isinstance(answer, list)
+            rows = answer
+        except PartialResponse as exc:
+            if not self.accept_partial:
+                return None, f"the age of the data is unknown: {exc}"
+            rows = exc.samples  # a selector missing from it is stale
+        except QueryRejected as exc:
+            return None, f"the age of the data is unknown: Prometheus rejected the freshness query: {exc}"
+        except PrometheusUnavailable as exc:
+            result.unavailable = str(exc)
+            return None, f"the age of the data is unknown: {exc}"
+        assessed = check.assess(samples, rows=rows, by=by, at=at, staleness=self.staleness)
+        stale = [sample.stale for sample in assessed if sample.stale]
+        if len(stale) == len(assessed):
+            return None, stale[0]  # all of it too old: the signal has no data, and says why
+        return assessed, ""

@@ -66,11 +66,16 @@ class PartialResponse(QueryError):
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One series' value at the evaluation time."""
+    """One series' value at the evaluation time.
+
+    `stale` is empty for a usable sample; otherwise it says why the sample is too old to be
+    judged (set by the monitor's freshness check, `operator/freshness.py`).
+    """
 
     labels: Mapping[str, str]
     t: float
     value: float
+    stale: str = ""
 
 
 @dataclass(frozen=True, slots=True)

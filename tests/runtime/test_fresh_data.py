@@ -1,9 +1,9 @@
-"""What the operator makes of Prometheus' answers, end to end: `homeostat run` against a server
-that answers like Thanos or VictoriaMetrics (partial answers) or a real Prometheus, with no
-credential of a Prometheus URL in what it writes.
+"""Only fresh, complete data is judged, end to end: `homeostat run` against a real Prometheus
+(stale samples) or a server that answers like Thanos or VictoriaMetrics (partial answers), and
+no credential of a Prometheus URL in what the operator writes.
 
-A partial answer confirms an anomaly (a guard breach) if the operator takes it at face value, so
-the test fails on an operator that does."""
+Each test confirms an anomaly (a guard breach) if the operator took the data at face value, so
+each fails on an operator that does."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from prometheus_client.core import GaugeMetricFamily
 
+from homeostat.lab.exporter import Exporter
 from homeostat.lab.harness import deployment, policy, wait_until
 from homeostat.lab.prometheus import PrometheusServer
 
@@ -67,6 +69,62 @@ def assert_never_anomalous(cluster: Any, name: str) -> None:
         assert status["phase"] != "Anomalous", status
         assert not any(signal["confirmed"] for signal in status.get("signals", [])), status
     assert not [e for e in events_for(cluster, name) if e["reason"] == "AnomalyConfirmed"]
+
+
+# -- stale samples ---------------------------------------------------------------------------------
+
+
+class Frozen:
+    """`lab_frozen{pod}`: pod a's sample carries an explicit timestamp from the test's start, as a
+    frozen exporter's (or a federated or stalled pipeline's) would, so Prometheus keeps returning
+    it through its 5-minute lookback; pod b is live (no timestamp: the scrape's time)."""
+
+    def __init__(self) -> None:
+        self.frozen_at = time.time() - 10
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily("lab_frozen", "a gauge whose pod a stopped changing", labels=["pod"])
+        gauge.add_metric(["a"], 1.0, timestamp=self.frozen_at)  # above the guard: anomalous if judged
+        gauge.add_metric(["b"], 0.1)
+        yield gauge
+
+
+def test_samples_older_than_staleness_are_no_data_never_confirmed(
+    cluster: Any, exporter: Exporter, prometheus: PrometheusServer, start_operator: Any
+) -> None:
+    exporter.registry.register(Frozen())
+    cluster.apply(deployment("checkout"))
+    prometheus.wait_for("lab_frozen", count=2)
+    start_operator(prometheus.url)
+    # The frozen series alone, aggregated: `timestamp(max(...))` would say "now"; its selector's does not.
+    cluster.apply(policy("frozen", spec('max(lab_frozen{pod="a"})')))
+    # Per series: pod a is stale, pod b is judged.
+    cluster.apply(policy("per-pod", spec("max by (pod) (lab_frozen)")))
+    # A sum over both pods reads pod a's old sample too: stale as a whole.
+    cluster.apply(policy("sum", spec("sum(lab_frozen)")))
+
+    frozen = wait_until(lambda: (s := status_of(cluster, "frozen")).get("phase") == "NoData" and s, timeout=30,
+                        message="the frozen series is not reported as no data")
+    message = frozen["signals"][0]["message"]
+    assert message.startswith("stale: ") and 'lab_frozen{pod="a"}' in message and "spec.staleness 5s" in message
+    assert condition(frozen, "DataAvailable")["status"] == "False"
+    assert condition(frozen, "PrometheusReachable")["status"] == "True"  # it answered: the data is old
+
+    def pods(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {s["labels"]["pod"]: s for s in (status.get("signals") or [{}])[0].get("series", [])}
+
+    per_pod = wait_until(lambda: (s := status_of(cluster, "per-pod")) and {"a", "b"} <= set(pods(s)) and s,
+                         timeout=30, message="per-pod: both pods not in the status")
+    a, b = pods(per_pod)["a"], pods(per_pod)["b"]
+    assert a["verdict"] == "no-data" and a["reason"].startswith("stale: ") and "lab_frozen{}" in a["reason"]
+    assert b["verdict"] != "no-data" and b["value"] == pytest.approx(0.1)
+    assert per_pod["signals"][0]["verdict"] != "no-data"  # pod b keeps the signal judged
+
+    wait_for_cycles(cluster, ["frozen", "per-pod", "sum"], count=6)
+    assert status_of(cluster, "sum")["signals"][0]["verdict"] == "no-data"
+    assert "stale: " in status_of(cluster, "sum")["signals"][0]["message"]
+    for name in ("frozen", "per-pod", "sum"):
+        assert_never_anomalous(cluster, name)
 
 
 # -- partial answers -------------------------------------------------------------------------------
