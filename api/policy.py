@@ -61,6 +61,13 @@ class Action(enum.StrEnum):
     NOTIFY = "notify"
 
 
+class PartialResponsePolicy(enum.StrEnum):
+    """What a partial answer (Thanos' or Prometheus' warnings, VictoriaMetrics' isPartial) is."""
+
+    NODATA = "nodata"  # no data: never anomalous, never acted on
+    ACCEPT = "accept"  # judged as if complete
+
+
 class WebhookFormat(enum.StrEnum):
     JSON = "json"
     SLACK = "slack"
@@ -91,6 +98,11 @@ class PrometheusSpec(WireModel):
     timeout: Duration = Field(default="10s", description="Timeout of one query.")
     bearer_token_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key holding a bearer token sent with every query."
+    )
+    partial_response: PartialResponsePolicy = Field(
+        default=PartialResponsePolicy.NODATA,
+        description="nodata: an answer that says it is partial (isPartial, or warnings other than PromQL's "
+                    "info and warning annotations) is no data, never acted on. accept: judge it as complete.",
     )
 
 

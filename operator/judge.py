@@ -99,6 +99,10 @@ def judge_signal(
         if state is None:
             continue
         seen.add(id(state))
+        if sample.stale:  # returned, but its data is older than spec.staleness: no data, not seen now
+            state.record(anomalous=False)
+            rows.append((-1.0, _series_status(state, SeriesVerdict.NO_DATA, sample.stale, confirm_k)))
+            continue
         state.last_seen = now
         state.last_value = sample.value
         if not math.isfinite(sample.value):

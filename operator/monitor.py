@@ -14,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from homeostat.api.durations import format_duration, parse_duration
-from homeostat.api.policy import Absent, PolicySpec, Signal
+from homeostat.api.policy import Absent, PartialResponsePolicy, PolicySpec, Signal
 from homeostat.api.status import SignalStatus
 from homeostat.detectors import Detector, create
+from homeostat.operator.freshness import FreshnessCheck, grouping_of
 from homeostat.operator.judge import SignalJudgement, backfill_series, judge_signal
 from homeostat.operator.metrics import OperatorMetrics
 from homeostat.operator.prometheus import (
+    PartialResponse,
     PrometheusSource,
     PrometheusUnavailable,
     QueryRejected,
@@ -77,6 +79,16 @@ class PolicyMonitor:
         self.delay = parse_duration(spec.evaluation_delay)
         self.staleness = parse_duration(spec.staleness)
         self.settling: dict[str, Settling] = settling_times(spec)
+        self.accept_partial = spec.prometheus.partial_response == PartialResponsePolicy.ACCEPT
+        # The selectors whose samples' age decides each signal's freshness; a query that does not
+        # parse here (Prometheus may accept more than promql-parser does) cannot be checked: no data.
+        self.freshness: dict[str, FreshnessCheck | str] = {}
+        for signal in spec.signals:
+            try:
+                self.freshness[signal.name] = FreshnessCheck.of(signal.query)
+            except ValueError as exc:
+                self.freshness[signal.name] = (
+                    f"the age of this query's data cannot be checked: promql-parser does not parse it ({exc})")
         self.tables: dict[str, SeriesTable] = {
             signal.name: SeriesTable(
                 make_detector=_detector_factory(signal),
@@ -107,6 +119,9 @@ class PolicyMonitor:
         except PrometheusUnavailable:
             self.metrics.query_errors.labels("unavailable").inc()
             raise
+        except PartialResponse:
+            self.metrics.query_errors.labels("partial").inc()
+            raise
 
     async def backfill(self) -> int:
         """Warm every detector on `lookback` of history with one range query per signal.
@@ -124,6 +139,10 @@ class PolicyMonitor:
                         self.source.range, signal.query, start=start, end=end, step=self.spec.interval_seconds
                     ),
                 )
+            except PartialResponse as exc:
+                if not self.accept_partial:
+                    continue
+                result = exc.series
             except (QueryRejected, PrometheusUnavailable):
                 continue
             assert isinstance(result, list)
@@ -149,14 +168,21 @@ class PolicyMonitor:
                 answer = await self._query("instant", functools.partial(self.source.instant, signal.query, at=at))
                 assert isinstance(answer, list)
                 samples = answer
-                if not samples and signal.absent == Absent.ZERO:  # the policy says: no series means none happened
-                    samples = [Sample(labels={}, t=at, value=0.0)]
+            except PartialResponse as exc:
+                if self.accept_partial:
+                    samples = exc.samples
+                else:
+                    reason = f"{exc}; a partial answer is no data (spec.prometheus.partialResponse: nodata)"
             except QueryRejected as exc:
                 result.rejected[index] = str(exc)
                 reason = f"Prometheus rejected the query: {exc}"
             except PrometheusUnavailable as exc:
                 result.unavailable = str(exc)
                 reason = str(exc)
+            if samples == [] and signal.absent == Absent.ZERO:  # the policy says: no series means none happened
+                samples = [Sample(labels={}, t=at, value=0.0)]  # nothing was sampled, so nothing can be stale
+            elif samples:
+                samples, reason = await self._fresh(signal, samples, at=at, result=result)
             table = self.tables[signal.name]
             judgement = judge_signal(
                 signal=signal, table=table, samples=samples, no_data_reason=reason,
@@ -173,3 +199,37 @@ class PolicyMonitor:
                 judgement.status.anomalous_series
             )
         return result
+
+    async def _fresh(
+        self, signal: Signal, samples: list[Sample], *, at: float, result: CycleResult
+    ) -> tuple[list[Sample] | None, str]:
+        """`samples` with the stale ones marked, or (None, why) when none can be judged.
+
+        One instant query for every selector of the signal (operator/freshness.py); when it
+        fails, or is partial, the age of the data is unknown: no data.
+        """
+        check = self.freshness[signal.name]
+        if isinstance(check, str):
+            return None, check
+        if not check.selectors:
+            return samples, ""  # vector(1), time(): nothing that could be old
+        by = grouping_of(samples)
+        try:
+            answer = await self._query(
+                "freshness", functools.partial(self.source.instant, check.query(by), at=at))
+            assert isinstance(answer, list)
+            rows = answer
+        except PartialResponse as exc:
+            if not self.accept_partial:
+                return None, f"the age of the data is unknown: {exc}"
+            rows = exc.samples  # a selector missing from it is stale
+        except QueryRejected as exc:
+            return None, f"the age of the data is unknown: Prometheus rejected the freshness query: {exc}"
+        except PrometheusUnavailable as exc:
+            result.unavailable = str(exc)
+            return None, f"the age of the data is unknown: {exc}"
+        assessed = check.assess(samples, rows=rows, by=by, at=at, staleness=self.staleness)
+        stale = [sample.stale for sample in assessed if sample.stale]
+        if len(stale) == len(assessed):
+            return None, stale[0]  # all of it too old: the signal has no data, and says why
+        return assessed, ""

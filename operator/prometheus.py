@@ -1,29 +1,41 @@
 """Reading series from Prometheus: the `queries -> series` step.
 
-A thin layer over `prometheus-api-client` that turns its answers into plain samples and its
-failures into three kinds the monitor treats differently: the query was rejected (the policy
-is wrong: tell the user which signal), Prometheus could not be reached or failed (no data:
-never act), or it answered with something we cannot read. Calls are blocking; the monitor
-runs them in a worker thread so the event loop keeps serving other policies.
+Plain HTTP requests to the Prometheus query API (`requests`, one pooled session per server)
+whose answers become plain samples and whose failures become four kinds the monitor treats
+differently: the query was rejected (the policy is wrong: tell the user which signal),
+Prometheus could not be reached or failed (no data: never act), it answered with something we
+cannot read (the same), or it answered but said the answer is incomplete (a partial response,
+no data unless the policy accepts them). The raw JSON is read, not a client library's
+`data.result`, because the `warnings` and `isPartial` fields that say "incomplete" sit beside it.
+
+Every message that names the server shows its URL redacted (`redact_url`): no userinfo, no
+query-string values, since either may hold a credential and the messages go into the policy's
+status and Events. Calls are blocking; the monitor runs them in a worker thread so the event
+loop keeps serving other policies.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
 import requests
-from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 POOL_SIZE = 32
 """Connections kept per Prometheus server: the operator's I/O worker threads (operator/command.py)."""
+
+ANNOTATION_PREFIXES = ("PromQL info:", "PromQL warning:")
+"""Warnings that Prometheus' PromQL engine adds about the query itself ("metric might not be a
+counter", "bucket label le is missing"): they say nothing about missing data, so they never make
+an answer partial. Every other warning (a remote-read or store failure, Thanos' partial response)
+does."""
 
 
 class QueryError(Exception):
@@ -35,16 +47,35 @@ class QueryRejected(QueryError):
 
 
 class PrometheusUnavailable(QueryError):
-    """Prometheus could not be reached, timed out, or failed (5xx)."""
+    """Prometheus could not be reached, timed out, failed (5xx) or answered unreadably."""
+
+
+class PartialResponse(QueryError):
+    """Prometheus (or Thanos, Mimir, VictoriaMetrics) answered but said the answer is incomplete.
+
+    The answer is kept in `samples` (instant queries) or `series` (range queries), for a policy
+    that accepts partial answers (`spec.prometheus.partialResponse: accept`).
+    """
+
+    def __init__(self, message: str, *, samples: list[Sample] | None = None,
+                 series: list[RangeSeries] | None = None) -> None:
+        super().__init__(message)
+        self.samples = samples or []
+        self.series = series or []
 
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One series' value at the evaluation time."""
+    """One series' value at the evaluation time.
+
+    `stale` is empty for a usable sample; otherwise it says why the sample is too old to be
+    judged (set by the monitor's freshness check, `operator/freshness.py`).
+    """
 
     labels: Mapping[str, str]
     t: float
     value: float
+    stale: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,79 +86,180 @@ class RangeSeries:
     points: list[tuple[float, float]]
 
 
-def _parse_value(raw: str) -> float:
+def _parse_value(raw: object) -> float:
     """Prometheus encodes values as strings, including 'NaN' and '+Inf'."""
     try:
-        return float(raw)
+        return float(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return math.nan
+
+
+def redact_url(url: str) -> str:
+    """`url` fit for a message: userinfo replaced by `***`, every query-string value by `***`,
+    no fragment. `http://u:p@prom:9090/x?token=s&a` -> `http://***@prom:9090/x?token=***&a`."""
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        netloc = f"***@{host}" if "@" in parts.netloc else host
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:
+        return "<unparseable URL>"
+    query = "&".join(f"{quote(key, safe='')}=***" if value else quote(key, safe="") for key, value in pairs)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+class _RedactSecrets(logging.Filter):
+    """Takes the credentials of Prometheus URLs out of urllib3's log records: its retry warning
+    and its debug lines name the request's path and query string, the URL's own tokens included."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def add(self, url: str) -> None:
+        parts = urlsplit(url)
+        values = [unquote(parts.password or ""), *(value for _, value in parse_qsl(parts.query))]
+        for value in values:
+            if len(value) >= 4:  # shorter is no secret, and would blank out unrelated text
+                self.secrets.update({value, quote(value, safe=""), quote_plus(value)})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = original = record.getMessage()
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            if message != original:
+                record.msg, record.args = message, None
+        return True
+
+
+_REDACT = _RedactSecrets()
+for _name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager"):
+    logging.getLogger(_name).addFilter(_REDACT)
+
+
+def partial_reason(payload: Mapping[str, Any]) -> str | None:
+    """Why an answer with status "success" is incomplete, or None when it is complete.
+
+    VictoriaMetrics sets `isPartial: true`; Prometheus (failed remote reads), Thanos and Mimir say
+    it in `warnings`. PromQL's own annotations (ANNOTATION_PREFIXES) and `infos` are not partial.
+    """
+    if payload.get("isPartial") is True:
+        return "the answer says isPartial: true"
+    warnings = payload.get("warnings") or []
+    if not isinstance(warnings, list):
+        warnings = [warnings]
+    partial = [str(w) for w in warnings if not str(w).startswith(ANNOTATION_PREFIXES)]
+    if partial:
+        text = "; ".join(partial)
+        return f"warnings: {text[:300]}{'...' if len(text) > 300 else ''}"
+    return None
 
 
 class PrometheusSource:
     """Instant and range queries against one Prometheus server."""
 
     def __init__(self, *, url: str, timeout: float, bearer_token: str | None = None) -> None:
-        headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else None
+        parts = urlsplit(url)
+        # The API paths go after the URL's own path; its query string (a proxy's token, say) is
+        # kept on every request. Userinfo stays in the URL: requests sends it as basic auth.
+        self._query_url = urlunsplit(
+            (parts.scheme, parts.netloc, parts.path.rstrip("/") + "/api/v1/query", parts.query, ""))
+        self._range_url = urlunsplit(
+            (parts.scheme, parts.netloc, parts.path.rstrip("/") + "/api/v1/query_range", parts.query, ""))
+        self.url = redact_url(url.rstrip("/"))  # what messages show
+        _REDACT.add(url)
+        self.timeout = timeout
         # One quick retry at most: the monitor's own interval is the real retry loop, and a
         # long urllib3 backoff would stall the cycle of a policy whose Prometheus is down.
         # Status codes are not retried either, so a 503 reaches us with Prometheus' own message.
         retry = Retry(total=1, connect=1, read=0, status=0, backoff_factor=0.1, raise_on_status=False)
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-        self._client = PrometheusConnect(url=self.url, headers=headers, retry=retry, timeout=timeout)
-        # The client mounts an adapter that keeps 10 connections; one source serves every
-        # policy on this Prometheus from a pool of worker threads, so keep as many as workers.
-        self._client._session.mount(self.url, HTTPAdapter(max_retries=retry, pool_maxsize=POOL_SIZE))
+        self._session = requests.Session()
+        # One source serves every policy on this Prometheus from a pool of worker threads, so
+        # keep as many connections as workers.
+        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=POOL_SIZE)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        if bearer_token:
+            self._session.headers["Authorization"] = f"Bearer {bearer_token}"
 
     def close(self) -> None:
-        self._client.close()
+        self._session.close()
 
     def instant(self, query: str, *, at: float) -> list[Sample]:
-        """Evaluate `query` at unix time `at`."""
-        result = self._call(lambda: self._client.custom_query(query, params={"time": f"{at:.3f}"}))
-        samples = []
-        for item in result:
-            t, raw = item.get("value", (at, "NaN"))
-            samples.append(Sample(labels=dict(item.get("metric", {})), t=float(t), value=_parse_value(raw)))
+        """Evaluate `query` at unix time `at`; PartialResponse (with the samples) when incomplete."""
+        payload = self._get(self._query_url, {"query": query, "time": f"{at:.3f}"})
+        kind, result = payload["data"].get("resultType"), payload["data"].get("result")
+        try:
+            if kind == "scalar":
+                samples = [Sample(labels={}, t=float(result[0]), value=_parse_value(result[1]))]
+            elif kind == "vector":
+                samples = []
+                for item in result:
+                    t, raw = item.get("value", (at, "NaN"))  # a native histogram has no "value": NaN
+                    samples.append(Sample(labels=dict(item.get("metric", {})), t=float(t), value=_parse_value(raw)))
+            else:
+                raise ValueError(kind)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError):
+            raise PrometheusUnavailable(f"Prometheus at {self.url} gave an unreadable answer") from None
+        reason = partial_reason(payload)
+        if reason is not None:
+            raise PartialResponse(f"Prometheus at {self.url} answered partially: {reason}", samples=samples)
         return samples
 
     def range(self, query: str, *, start: float, end: float, step: float) -> list[RangeSeries]:
         """Evaluate `query` every `step` seconds from `start` to `end`."""
-        result = self._call(
-            lambda: self._client.custom_query_range(
-                query,
-                start_time=datetime.fromtimestamp(start, UTC),
-                end_time=datetime.fromtimestamp(end, UTC),
-                step=f"{max(step, 0.001):g}",  # float seconds: Prometheus durations have no decimals
-            )
-        )
-        return [
-            RangeSeries(
-                labels=dict(item.get("metric", {})),
-                points=[(float(t), _parse_value(raw)) for t, raw in item.get("values", [])],
-            )
-            for item in result
-        ]
-
-    def _call(self, request: Any) -> list[dict[str, Any]]:
+        payload = self._get(self._range_url, {
+            "query": query, "start": str(round(start)), "end": str(round(end)),
+            "step": f"{max(step, 0.001):g}",  # float seconds: Prometheus durations have no decimals
+        })
         try:
-            result = request()
-        except PrometheusApiClientException as exc:
-            text = str(exc)
-            if "HTTP Status Code 400" in text or "HTTP Status Code 422" in text:
-                raise QueryRejected(_error_message(text)) from exc
-            raise PrometheusUnavailable(f"Prometheus at {self.url} failed: {_error_message(text)}") from exc
-        except requests.exceptions.Timeout as exc:
-            raise PrometheusUnavailable(
-                f"Prometheus at {self.url} did not answer within {self.timeout:g}s"
-            ) from exc
+            series = [
+                RangeSeries(
+                    labels=dict(item.get("metric", {})),
+                    points=[(float(t), _parse_value(raw)) for t, raw in item.get("values", [])],
+                )
+                for item in payload["data"]["result"]
+            ]
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise PrometheusUnavailable(f"Prometheus at {self.url} gave an unreadable answer") from None
+        reason = partial_reason(payload)
+        if reason is not None:
+            raise PartialResponse(f"Prometheus at {self.url} answered partially: {reason}", series=series)
+        return series
+
+    def _get(self, url: str, params: dict[str, str]) -> dict[str, Any]:
+        """The decoded answer of a successful API call (status "success", with `data`)."""
+        try:
+            response = self._session.get(url, params=params, timeout=self.timeout)
+        # `from None`: requests' own messages name the URL they tried, query string included, and
+        # a logged traceback would show them.
+        except requests.exceptions.Timeout:
+            raise PrometheusUnavailable(f"Prometheus at {self.url} did not answer within {self.timeout:g}s") from None
         except requests.exceptions.RequestException as exc:
-            raise PrometheusUnavailable(f"Prometheus at {self.url} is unreachable: {type(exc).__name__}") from exc
-        except (ValueError, KeyError) as exc:
-            raise PrometheusUnavailable(f"Prometheus at {self.url} gave an unreadable answer") from exc
-        if not isinstance(result, list):
+            raise PrometheusUnavailable(f"Prometheus at {self.url} is unreachable: {type(exc).__name__}") from None
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        error = _error_text(payload, response)
+        if response.status_code in (400, 422):
+            raise QueryRejected(error)
+        if response.status_code != 200:
+            raise PrometheusUnavailable(f"Prometheus at {self.url} failed: {error}")
+        if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
             raise PrometheusUnavailable(f"Prometheus at {self.url} gave an unreadable answer")
-        return result
+        if payload.get("status") != "success":
+            raise PrometheusUnavailable(f"Prometheus at {self.url} failed: {error}")
+        return payload
+
+
+def _error_text(payload: object, response: requests.Response) -> str:
+    """Prometheus' own `error` field, or the HTTP status and the start of the body."""
+    if isinstance(payload, dict) and payload.get("error"):
+        return str(payload["error"])
+    body = response.text.strip()[:200]
+    return f"HTTP {response.status_code}" + (f": {body}" if body else "")
 
 
 class SourcePool:
@@ -154,19 +286,3 @@ class SourcePool:
             for source in self._sources.values():
                 source.close()
             self._sources.clear()
-
-
-def _error_message(text: str) -> str:
-    """Pull Prometheus' own `error` field out of the client's exception text."""
-    import ast
-    import json
-
-    marker = "(b"
-    if marker in text:
-        try:
-            body = ast.literal_eval(text[text.index(marker) + 1 : text.rindex(")")])
-            payload = json.loads(body)
-            return str(payload.get("error") or payload)
-        except (ValueError, SyntaxError, json.JSONDecodeError):
-            pass
-    return text

@@ -58,6 +58,9 @@ def warm_prometheus(exporter: Exporter) -> Iterator[PrometheusServer]:
     detectors are warm from their back-fill as they would be in a long-running cluster."""
     server = start_prometheus(targets=[exporter.target], history=noise_history(exporter.target))
     try:
+        # The history ends before Prometheus started, and its first scrape comes seconds later:
+        # until then the newest samples are too old for any `staleness`, so wait for live data.
+        server.wait_for(f'up{{instance="{exporter.target}"}} == 1')
         yield server
     finally:
         server.stop()
