@@ -30,6 +30,7 @@ class ActionState(enum.StrEnum):
     FAILED = "Failed"
     SKIPPED = "Skipped"  # a guardrail said no (reason in the message)
     DRY_RUN = "DryRun"  # would have been done
+    UNKNOWN = "Unknown"  # a write's answer was lost and reading back could not tell: it may have been applied
 
 
 class ActionPurpose(enum.StrEnum):

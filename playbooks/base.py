@@ -21,6 +21,7 @@ class Outcome(enum.StrEnum):
     FAILED = "Failed"  # the API refused or the action could not complete; the message says why
     SKIPPED = "Skipped"  # the action did not apply (no previous revision, rollout too old, at max ...)
     DRY_RUN = "DryRun"  # dry run: what would have been done is in the message; nothing was written
+    UNKNOWN = "Unknown"  # a write's answer was lost and could not be read back: it may have been applied
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -170,13 +170,14 @@ def check_scale_back(facts: GuardFacts, *, target_in_incident: str | None) -> De
 def counts_as_action(record: ActionRecord, *, dry_run: bool) -> bool:
     """A workload action for the cooldown and the hourly budget.
 
-    Started (Intended) and Succeeded ones count: an Intended record may have changed the workload
-    before a restart. DryRun ones count in dry run, so that a dry run plays out as a real one would.
-    Failed, Skipped and notifications changed nothing.
+    Started (Intended), Succeeded and Unknown ones count: an Intended record may have changed the
+    workload before a restart, an Unknown one may have changed it although its answer was lost.
+    DryRun ones count in dry run, so that a dry run plays out as a real one would. Failed, Skipped
+    and notifications changed nothing.
     """
     if not changes_workload(record.action):
         return False
-    if record.state in (ActionState.SUCCEEDED, ActionState.INTENDED):
+    if record.state in (ActionState.SUCCEEDED, ActionState.INTENDED, ActionState.UNKNOWN):
         return True
     return dry_run and record.state == ActionState.DRY_RUN
 

@@ -7,6 +7,12 @@ depends on what was read carries the resourceVersion it was decided on, and when
 answers 409 the whole read-decide-write is done again, never the stale write alone. 409, 429 and
 5xx are retried with capped exponential backoff; other errors are raised at once (`ApiException`).
 The official client blocks, so every call runs in a worker thread.
+
+A write that was sent but whose answer is lost may have been applied: a read timeout, a connection
+reset or closed after the request went out, a 5xx (504 Gateway Timeout among them). When the last
+attempt of a call leaves such a write behind, the call raises `AmbiguousWrite` instead, for the
+action to read the workload back and look for its key. A 4xx, or a connection that was never
+made, is a write that was definitely not applied and raises as before.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -37,6 +44,45 @@ _SNAKE = {WorkloadKind.DEPLOYMENT: "deployment", WorkloadKind.STATEFULSET: "stat
 def retryable(exc: BaseException) -> bool:
     """Conflicts, throttling and server errors pass; any other answer will not change by waiting."""
     return isinstance(exc, ApiException) and (exc.status in (409, 429) or 500 <= (exc.status or 0) <= 599)
+
+
+def may_have_landed(exc: BaseException) -> bool:
+    """Whether a write that raised `exc` after it was sent may have been applied nonetheless.
+
+    No for a 4xx (refused before anything changed) and for a connection that could not be made
+    (refused, connect timeout: nothing was sent); yes for a 5xx, a status-less API error, a read
+    timeout, a reset or closed connection, and anything else unexpected.
+    """
+    if isinstance(exc, ApiException):
+        return not exc.status or exc.status >= 500
+    if isinstance(exc, urllib3.exceptions.MaxRetryError):
+        return exc.reason is None or may_have_landed(exc.reason)
+    return not isinstance(exc, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
+
+
+class AmbiguousWrite(Exception):
+    """A write was sent and its answer lost: it may or may not have been applied."""
+
+    def __init__(self, cause: BaseException, *, last: BaseException | None = None) -> None:
+        self.cause = cause  # what the write got
+        self.last = last if last is not None else cause  # what the call ended on (a later retry's read)
+        super().__init__(f"a write may have been applied: {type(cause).__name__}")
+
+
+class _WriteFailed(Exception):
+    """Internal: the write of an attempt (not its read) raised `cause`."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+        super().__init__(repr(cause))
+
+
+def _send(write: Callable[[], T]) -> T:
+    """Make the write, marking what it raises as a write's failure (see `WorkloadApi._retrying`)."""
+    try:
+        return write()
+    except Exception as exc:
+        raise _WriteFailed(exc) from exc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,15 +142,24 @@ class WorkloadApi:
         self._timeout = request_timeout
 
     async def _retrying(self, operation: Callable[[], T]) -> T:
-        """Run `operation` in a thread; again, after a backoff, while the failure is retryable."""
+        """Run `operation` in a thread; again, after a backoff, while the failure is retryable.
+
+        Raises `AmbiguousWrite` when the call gives up after a write of any attempt may have landed.
+        """
         attempt = 0
+        ambiguous: BaseException | None = None
         while True:
             try:
                 return await asyncio.to_thread(operation)
-            except ApiException as exc:
+            except Exception as caught:
+                exc = caught.cause if isinstance(caught, _WriteFailed) else caught
+                if isinstance(caught, _WriteFailed) and may_have_landed(exc):
+                    ambiguous = exc
                 attempt += 1
                 if not retryable(exc) or attempt >= self._backoff.attempts:
-                    raise
+                    if ambiguous is not None:
+                        raise AmbiguousWrite(ambiguous, last=exc) from exc
+                    raise exc from None
                 await asyncio.sleep(self._backoff.delay(attempt=attempt - 1, exc=exc))
 
     def _workload_call(self, verb: str, kind: str, *, scale: bool = False) -> Callable[..., Any]:
@@ -127,8 +182,8 @@ class WorkloadApi:
         """Merge-patch the workload's own annotations (None removes one): where actions keep their markers."""
         patch = self._workload_call("patch", kind)
         body = {"metadata": {"annotations": dict(annotations)}}
-        return await self._retrying(lambda: _read(patch(
-            name, namespace, body, _content_type=MERGE, _preload_content=False, _request_timeout=self._timeout)))
+        return await self._retrying(lambda: _read(_send(lambda: patch(
+            name, namespace, body, _content_type=MERGE, _preload_content=False, _request_timeout=self._timeout))))
 
     async def claim(self, *, namespace: str, kind: str, name: str, value: str, annotation: str,
                     refuse: Callable[[Mapping[str, str]], str | None]) -> str | None:
@@ -158,9 +213,9 @@ class WorkloadApi:
         """Strategic-merge the pod template's annotations, as `kubectl rollout restart` does: a new rollout."""
         patch = self._workload_call("patch", kind)
         body = {"spec": {"template": {"metadata": {"annotations": dict(annotations)}}}}
-        return await self._retrying(lambda: _read(patch(
+        return await self._retrying(lambda: _read(_send(lambda: patch(
             name, namespace, body, _content_type=STRATEGIC_MERGE, _preload_content=False,
-            _request_timeout=self._timeout)))
+            _request_timeout=self._timeout))))
 
     async def replace_pod_template(self, *, namespace: str, kind: str, name: str, template: JSON,
                                    annotations: Mapping[str, str], expect_template: JSON) -> JSON | None:
@@ -185,8 +240,8 @@ class WorkloadApi:
                 {"op": "replace", "path": "/spec/template", "value": template},
                 {"op": "add", "path": "/metadata/annotations", "value": {**present, **annotations}},
             ]
-            written: JSON = _read(patch(name, namespace, ops, _content_type=JSON_PATCH, _preload_content=False,
-                                        _request_timeout=self._timeout))
+            written: JSON = _read(_send(lambda: patch(name, namespace, ops, _content_type=JSON_PATCH,
+                                                      _preload_content=False, _request_timeout=self._timeout)))
             return written
 
         return await self._retrying(attempt)
@@ -215,7 +270,8 @@ class WorkloadApi:
                 return current, False
             body = {"metadata": {"resourceVersion": scale["metadata"]["resourceVersion"]},
                     "spec": {"replicas": replicas}}
-            patch(name, namespace, body, _content_type=MERGE, _preload_content=False, _request_timeout=self._timeout)
+            _send(lambda: patch(name, namespace, body, _content_type=MERGE, _preload_content=False,
+                                _request_timeout=self._timeout))
             return current, True
 
         return await self._retrying(attempt)
@@ -250,8 +306,8 @@ class WorkloadApi:
                 return current, False
             body = {"metadata": {"resourceVersion": hpa["metadata"]["resourceVersion"]},
                     "spec": {"minReplicas": min_replicas}}
-            self._autoscaling.patch_namespaced_horizontal_pod_autoscaler(
-                name, namespace, body, _content_type=MERGE, _preload_content=False, _request_timeout=self._timeout)
+            _send(lambda: self._autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+                name, namespace, body, _content_type=MERGE, _preload_content=False, _request_timeout=self._timeout))
             return current, True
 
         return await self._retrying(attempt)
@@ -300,7 +356,9 @@ class WorkloadApi:
                     return False
                 if exc.status == 409 and self._pod_uid(namespace, name) != uid:
                     return False
-                raise
+                raise _WriteFailed(exc) from exc
+            except Exception as exc:
+                raise _WriteFailed(exc) from exc
 
         return await self._retrying(attempt)
 

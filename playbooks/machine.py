@@ -235,7 +235,7 @@ def _steps_exhausted(incident: IncidentView) -> Decision:
     attempted = [
         r for r in incident.status.actions
         if r.purpose == ActionPurpose.STEP and r.state in (ActionState.SUCCEEDED, ActionState.FAILED,
-                                                              ActionState.DRY_RUN)
+                                                              ActionState.DRY_RUN, ActionState.UNKNOWN)
     ]
     if attempted and all(r.state == ActionState.FAILED for r in attempted):
         return Decision(kind=Kind.FAIL, incident=incident.name,

@@ -68,6 +68,7 @@ _STATE_OF = {
     Outcome.FAILED: ActionState.FAILED,
     Outcome.SKIPPED: ActionState.SKIPPED,
     Outcome.DRY_RUN: ActionState.DRY_RUN,
+    Outcome.UNKNOWN: ActionState.UNKNOWN,
 }
 
 
@@ -107,6 +108,7 @@ class Remediator:
     metrics: OperatorMetrics | None = None
     operator_dry_run: bool = False
     clock: Callable[[], float] = time.time
+    claim_targets: bool = True  # write the claim on the workload before each action (playbooks/claims.py)
 
 
 @dataclass
@@ -601,7 +603,7 @@ class _Cycle:
 
     async def _claim(self, key: str, action: Action, now: float) -> str | None:
         """Claim the target for a workload action (`playbooks/claims.py`); why not, when another came first."""
-        if not guards.changes_workload(action) or self.deps.workload_api is None:
+        if not guards.changes_workload(action) or self.deps.workload_api is None or not self.deps.claim_targets:
             return None
         claim_key = f"{self.policy.namespace}/{key}"
         cooldown = parse_duration(self.spec.playbook.cooldown)
@@ -720,7 +722,7 @@ class _Cycle:
                     _enter(s, IncidentPhase.VERIFYING, done)  # the window starts when the action lands
                     s.verify_until = None
                     s.landed_at = None
-                else:  # failed or did not apply: nothing changed, nothing to verify; on with the next step
+                else:  # failed, did not apply or unknown (the cooldown paces that): on with the next step
                     _enter(s, IncidentPhase.REMEDIATING, done)
                     s.current_step = step_index + 1
                     s.verify_until = None
@@ -732,9 +734,10 @@ class _Cycle:
         self.count_action("scale-back" if purpose == ActionPurpose.SCALE_BACK else step.action, state)
         if view.status.phase != before:
             self.count_phase(view.status.phase)
-        event_type = "Warning" if state == ActionState.FAILED else "Normal"
+        warn = state in (ActionState.FAILED, ActionState.UNKNOWN)
+        event_type = "Warning" if warn else "Normal"
         await self.tell(view, type=event_type, reason=f"Action{state}", message=f"{what}: {message}", now=done,
-                        target=True, policy=purpose != ActionPurpose.STEP or state == ActionState.FAILED)
+                        target=True, policy=purpose != ActionPurpose.STEP or warn)
 
 
 async def remediate(

@@ -172,6 +172,19 @@ class ApiHandler(kmock.KubernetesEmulator):
                 return response
             except NotImplementedError:
                 pass
+        return await self._emulate(request, record)
+
+    async def emulate(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        """Serve `request` as the emulator does, past any reaction: for a reaction that lets a write
+        land and then answers something else (late, a 504, a dropped connection). Errors the
+        emulator would answer are raised (`errors.ApiError`); the request is not logged twice."""
+        method = str(request.method.value if hasattr(request.method, "value") else request.method).upper()
+        record = RecordedRequest(method=method, path=request.url.path, query=dict(request.params),
+                                 content_type=request.headers.get("Content-Type"), body=_parse_body(request.body),
+                                 headers=dict(request.headers))
+        return await self._emulate(request, record)
+
+    async def _emulate(self, request: kmock.Request, record: RecordedRequest) -> aiohttp.web.StreamResponse:
         parts = [p for p in request.url.path.split("/") if p]
         if not parts or parts[0] not in ("api", "apis"):
             return self._serve_non_api(request.url.path)

@@ -1,8 +1,16 @@
 """What every action shares: the markers it stamps, reading its workload, refusing a paused one,
-and turning an API failure into a FAILED result instead of an exception for the runner."""
+and turning an API failure into a FAILED result instead of an exception for the runner.
+
+A write whose answer was lost (`AmbiguousWrite`: a read timeout, a reset connection, a 5xx after
+the request went out) is neither: the workload is read back (a few times) and the action's key
+marker looked for. Found, the action is SUCCEEDED (finishing what the marker records, for the
+actions that write it first); not found, FAILED (it did not land); the read-back failing too,
+UNKNOWN: it may have been applied, and it counts towards the cooldown and the hourly budget.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -14,6 +22,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from homeostat.playbooks.base import ActionContext, ActionResult, Outcome
+from homeostat.playbooks.kube import AmbiguousWrite
 
 PAUSED = "homeostat.dev/paused"  # "true" on a workload: Homeostat never touches it
 ACTION_KEY = "homeostat.dev/action-key"  # restart: on the pod template, next to restartedAt
@@ -28,6 +37,12 @@ POD_DELETED_BY = "homeostat.dev/pod-deleted-by"  # delete-pod: key, written befo
 DELETED_POD = "homeostat.dev/deleted-pod"  # delete-pod: "<name>/<uid>" of the pod it deletes
 
 Perform = Callable[[ActionContext], Awaitable[ActionResult]]
+Landed = Callable[[ActionContext, dict[str, Any]], Awaitable[ActionResult | None]]
+"""After a write whose answer was lost, given the workload read back: the action's result when its
+key marker is there (having finished what the marker records, if need be), None when it is not."""
+
+READ_BACK_ATTEMPTS = 3  # reads of the workload after a lost answer (each retried by WorkloadApi on 5xx)
+READ_BACK_DELAY = 0.5  # seconds before the second read; doubled before the third
 
 
 def notes_of(obj: dict[str, Any]) -> dict[str, str]:
@@ -82,14 +97,63 @@ def describe(exc: BaseException) -> str:
     return f"API unreachable ({type(exc).__name__})"
 
 
-def api_failures(perform: Perform) -> Perform:
-    """Report an API error (after the retries in WorkloadApi) as FAILED, with what the server said."""
+def api_failures(perform: Perform, landed: Landed | None = None) -> Perform:
+    """Report an API error (after the retries in WorkloadApi) as FAILED, with what the server said;
+    a write whose answer was lost by what `landed` finds on the workload read back (see above;
+    without `landed`, UNKNOWN)."""
 
     @functools.wraps(perform)
     async def wrapper(ctx: ActionContext) -> ActionResult:
         try:
             return await perform(ctx)
+        except AmbiguousWrite as exc:
+            return await _lost_answer(ctx, exc, landed)
         except (ApiException, urllib3.exceptions.HTTPError) as exc:
             return result(Outcome.FAILED, f"{ctx.step.action} on {where(ctx)} failed: {describe(exc)}")
 
     return wrapper
+
+
+def confirmed_by(landed: Landed) -> Callable[[Perform], Perform]:
+    """`api_failures` with `landed` telling, after a lost answer, whether the write is there."""
+
+    def decorate(perform: Perform) -> Perform:
+        return api_failures(perform, landed)
+
+    return decorate
+
+
+def marked_on_workload(annotation: str, what: str) -> Landed:
+    """A `Landed` for an action whose key goes on the workload (`annotation`) in the same write as its change."""
+
+    async def landed(ctx: ActionContext, obj: dict[str, Any]) -> ActionResult | None:
+        if notes_of(obj).get(annotation) != ctx.key:
+            return None
+        return result(Outcome.SUCCEEDED, f"{what} {where(ctx)}: {annotation}={ctx.key} is on it")
+
+    return landed
+
+
+async def read_back(ctx: ActionContext) -> dict[str, Any]:
+    """The workload, read again after a lost answer: up to READ_BACK_ATTEMPTS times."""
+    for attempt in range(READ_BACK_ATTEMPTS - 1):
+        try:
+            return await read_target(ctx)
+        except (ApiException, urllib3.exceptions.HTTPError):
+            await asyncio.sleep(READ_BACK_DELAY * 2**attempt)
+    return await read_target(ctx)
+
+
+async def _lost_answer(ctx: ActionContext, exc: AmbiguousWrite, landed: Landed | None) -> ActionResult:
+    lost = f"{ctx.step.action} on {where(ctx)}: the answer to its write was lost ({describe(exc.cause)})"
+    unknown = "it may have been applied; counted towards the cooldown and the hourly budget"
+    if landed is None:
+        return result(Outcome.UNKNOWN, f"{lost}: {unknown}")
+    try:
+        found = await landed(ctx, await read_back(ctx))
+    except (AmbiguousWrite, ApiException, urllib3.exceptions.HTTPError) as again:
+        cause = again.cause if isinstance(again, AmbiguousWrite) else again
+        return result(Outcome.UNKNOWN, f"{lost}, and reading it back failed too ({describe(cause)}): {unknown}")
+    if found is None:
+        return result(Outcome.FAILED, f"{lost}; read back, it does not carry key {ctx.key}: not applied")
+    return result(found.outcome, f"{lost}; read back: {found.message}", **found.changes)

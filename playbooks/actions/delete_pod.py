@@ -18,7 +18,7 @@ from homeostat.playbooks.actions.common import (
     DELETED_POD,
     POD_DELETED_BY,
     already_done,
-    api_failures,
+    confirmed_by,
     is_paused,
     notes_of,
     paused,
@@ -57,7 +57,13 @@ def is_ready(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-@api_failures
+async def _landed(ctx: ActionContext, obj: dict[str, Any]) -> ActionResult | None:
+    """After a lost answer: our key on the workload names the pod; make sure that one is gone."""
+    notes = notes_of(obj)
+    return await _finish(ctx, notes.get(DELETED_POD, "")) if notes.get(POD_DELETED_BY) == ctx.key else None
+
+
+@confirmed_by(_landed)
 async def perform(ctx: ActionContext) -> ActionResult:
     params = ctx.step.delete_pod or DeletePodParams()
     obj = await read_target(ctx)

@@ -7,11 +7,13 @@ template means this restart was made already, and it is not made twice.
 
 from __future__ import annotations
 
+from typing import Any
+
 from homeostat.playbooks.actions.common import (
     ACTION_KEY,
     RESTARTED_AT,
     already_done,
-    api_failures,
+    confirmed_by,
     is_paused,
     now_rfc3339,
     paused,
@@ -22,14 +24,29 @@ from homeostat.playbooks.actions.common import (
 from homeostat.playbooks.base import ActionContext, ActionResult, Outcome
 
 
-@api_failures
+def template_notes(obj: dict[str, Any]) -> dict[str, str]:
+    notes: dict[str, str] = ((obj["spec"].get("template") or {}).get("metadata") or {}).get("annotations") or {}
+    return notes
+
+
+async def landed(ctx: ActionContext, obj: dict[str, Any]) -> ActionResult | None:
+    """After a lost answer: our key on the pod template is our restart, made."""
+    notes = template_notes(obj)
+    if notes.get(ACTION_KEY) != ctx.key:
+        return None
+    stamp = notes.get(RESTARTED_AT)
+    return result(Outcome.SUCCEEDED, f"restarted {where(ctx)} (restartedAt {stamp}): its key is on the pod template",
+                  restartedAt=stamp)
+
+
+@confirmed_by(landed)
 async def perform(ctx: ActionContext) -> ActionResult:
     obj = await read_target(ctx)
     if is_paused(obj):
         return paused(ctx)
-    template_notes = ((obj["spec"].get("template") or {}).get("metadata") or {}).get("annotations") or {}
-    if template_notes.get(ACTION_KEY) == ctx.key:
-        return already_done(ctx, f"restart of {where(ctx)} (restartedAt {template_notes.get(RESTARTED_AT)})")
+    notes = template_notes(obj)
+    if notes.get(ACTION_KEY) == ctx.key:
+        return already_done(ctx, f"restart of {where(ctx)} (restartedAt {notes.get(RESTARTED_AT)})")
     if obj["spec"].get("paused"):  # kubectl refuses too: the new template would not roll out
         return result(Outcome.SKIPPED, f"{where(ctx)} has its rollout paused (spec.paused): a restart would not roll")
     stamp = now_rfc3339()

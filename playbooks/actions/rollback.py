@@ -32,8 +32,9 @@ from homeostat.playbooks.actions.common import (
     RESTARTED_AT,
     ROLLED_BACK_BY,
     already_done,
-    api_failures,
+    confirmed_by,
     is_paused,
+    marked_on_workload,
     notes_of,
     parse_time,
     paused,
@@ -114,7 +115,7 @@ async def revisions(ctx: ActionContext, obj: dict[str, Any]) -> tuple[Revision |
     return current, None, "; ".join(passed)
 
 
-@api_failures
+@confirmed_by(marked_on_workload(ROLLED_BACK_BY, "rolled back"))  # the key and the template go in one write
 async def perform(ctx: ActionContext) -> ActionResult:
     params = ctx.step.rollback or RollbackParams()
     obj = await read_target(ctx)

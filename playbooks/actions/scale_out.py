@@ -25,6 +25,7 @@ from homeostat.playbooks.actions.common import (
     SCALED_VIA,
     already_done,
     api_failures,
+    confirmed_by,
     is_paused,
     notes_of,
     paused,
@@ -68,7 +69,13 @@ async def _set(ctx: ActionContext, *, via: str, value: int, when: Any) -> tuple[
     return written
 
 
-@api_failures
+async def _landed(ctx: ActionContext, obj: dict[str, Any]) -> ActionResult | None:
+    """After a lost answer: our key on the workload is our intent; finish the change it records."""
+    notes = notes_of(obj)
+    return await _finish(ctx, notes) if notes.get(SCALED_BY) == ctx.key else None
+
+
+@confirmed_by(_landed)
 async def perform(ctx: ActionContext) -> ActionResult:
     params = ctx.step.scale_out or ScaleOutParams()
     obj = await read_target(ctx)

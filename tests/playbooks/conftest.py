@@ -4,10 +4,12 @@ and builders for the contexts, workloads and HPAs the actions meet."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import kmock
 import kubernetes
 import pytest
 
@@ -127,3 +129,27 @@ def conflict_once(cluster: Any, *criteria: Any, meanwhile: Any = None) -> None:
     reaction = cluster.handler[criteria][:1] << 409 << status
     if meanwhile is not None:
         reaction << meanwhile
+
+
+def lands_then(cluster: Any, *criteria: Any, status: int | None = None, late: float | None = None,
+               times: int | None = 1) -> list[Any]:
+    """The next request (the next `times`; None: every one) matching `criteria` is carried out by
+    the emulator (a write lands), and then answered with `status` (e.g. 504 Gateway Timeout) instead
+    of its result, or only after `late` seconds (past the client's timeout: it sees a read timeout).
+    Returns the list that the requests carried out are appended to."""
+    handled: list[Any] = []
+
+    async def react(request: Any) -> Any:
+        served = await cluster.handler.emulate(request)
+        handled.append(request)
+        if late is not None:
+            await asyncio.sleep(late)  # (cancelled when the client gives up and disconnects)
+        if status is not None:
+            return kmock.Response(status=status, payload={
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": status,
+                "reason": "Timeout", "message": "the server was unable to return a response in the time allotted"})
+        return served.body
+
+    reaction = cluster.handler[criteria] if times is None else cluster.handler[criteria][:times]
+    reaction << react
+    return handled

@@ -133,3 +133,14 @@ def test_remediation_slots_cap_and_take_back() -> None:
     slots.release("a")
     slots.release("b")
     assert slots.in_use == 1 and slots.available("d")
+
+
+def test_an_action_that_may_have_been_applied_counts_towards_the_cooldown_and_the_budget() -> None:
+    statuses = [IncidentStatus(actions=[
+        record(Action.RESTART, ActionState.UNKNOWN, NOW - 30),  # its answer was lost, reading back failed
+        record(Action.SCALE_OUT, ActionState.FAILED, NOW - 10),  # read back: it did not land
+    ])]
+    assert guards.last_action(statuses, dry_run=False) == NOW - 30
+    assert guards.actions_since(statuses, since=NOW - 3600, dry_run=False) == 1
+    denial = guards.check(facts(last_action_on_target=NOW - 30), action=Action.ROLLBACK)
+    assert denial is not None and denial.guard == Guard.COOLDOWN
