@@ -126,6 +126,32 @@ def bin_dir(go_version: str | None = None) -> Path:
     return cache_root() / cache_key(go_version) / "bin"
 
 
+KWOK_STAGES = (
+    "node/fast/node-initialize.yaml",
+    "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "pod/fast/pod-ready.yaml",
+    "pod/fast/pod-complete.yaml",
+    "pod/fast/pod-delete.yaml",
+)
+"""kwok's stages (from its module, ``kustomize/stage/``): what kwokctl's default cluster plays."""
+
+
+def stages_file(bin_directory: Path) -> Path:
+    return bin_directory / "kwok-stages.yaml"
+
+
+def _write_stages(go: str, env: dict[str, str], target: Path) -> None:
+    listed = subprocess.run(
+        [go, "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"],
+        cwd=KWOK_MODULE, env=env, capture_output=True, text=True, check=True,
+    )
+    root = Path(listed.stdout.strip()) / "kustomize" / "stage"
+    documents = [(root / name).read_text().strip() for name in KWOK_STAGES]
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text("\n---\n".join(documents) + "\n")
+    partial.rename(target)
+
+
 def _stamp_file(directory: Path) -> Path:
     return directory / ".go-version"
 
@@ -146,7 +172,9 @@ def built_bin_dir() -> Path | None:
         stamp = _stamp_file(candidate)
         if not stamp.exists() or cache_key(stamp.read_text()) != candidate.name:
             continue
-        if all((directory / component.name).is_file() for component in components()):
+        if all((directory / component.name).is_file() for component in components()) and stages_file(
+            directory
+        ).is_file():
             return directory
     return None
 
@@ -217,6 +245,8 @@ def build(*, out: TextIO | None = None, parallel: int | None = None, progress_ev
                 )
             partial.rename(final)
             print(f"  built {component.name} in {progress.elapsed()}", file=stream, flush=True)
+    if not stages_file(target).is_file():
+        _write_stages(go, env, stages_file(target))
     _stamp_file(target.parent).write_text(go_version)
     total = int(time.monotonic() - started)
     print(f"control plane binaries built in {total // 60}m{total % 60:02d}s: {target}", file=stream, flush=True)
