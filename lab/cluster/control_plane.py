@@ -237,15 +237,22 @@ class ControlPlane:
 
     # -- use -----------------------------------------------------------------------------------
 
-    def ssl_context(self) -> ssl.SSLContext:
+    def ssl_context(self, *, admin: bool = True) -> ssl.SSLContext:
+        """Trusts the cluster's CA; presents the admin's client certificate when `admin`."""
         assert self.pki is not None
         context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
-        context.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
+        if admin:
+            context.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
         return context
 
-    def client(self, **kwargs: Any) -> httpx.Client:
-        """An httpx client to the API server as the admin (``system:masters``)."""
-        return httpx.Client(base_url=self.server, verify=self.ssl_context(), timeout=10.0, **kwargs)
+    def client(self, *, token: str | None = None, **kwargs: Any) -> httpx.Client:
+        """An httpx client to the API server: as the admin (``system:masters``, by client
+        certificate), or with `token` only (the certificate would win over a bearer token)."""
+        if token is not None:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {token}"}
+        return httpx.Client(
+            base_url=self.server, verify=self.ssl_context(admin=token is None), timeout=10.0, **kwargs
+        )
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, kubeconfig: Path | None = None
