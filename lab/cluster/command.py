@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.build:
             builder.build()
-        signal.signal(signal.SIGTERM, _terminate)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGINT may be ignored (`... &`)
+            signal.signal(signum, _terminate)
         try:
             with ControlPlane(nodes=args.nodes, workdir=args.workdir, keep=args.workdir is not None) as cluster:
                 print(f"control plane up in {cluster.startup_seconds:.1f}s: {cluster.server}", file=sys.stderr)

@@ -7,20 +7,24 @@
 
 Every process runs in its own process group (``start_new_session``); leaving the ``with`` block
 (or ``stop()``) sends SIGTERM to each group, newest first, SIGKILL after a grace period, and waits
-until every group is empty. Nothing is written in the repository; the data folder is removed
-unless ``keep=True``. What runs, and what kwok fakes, is in docs/cluster.md.
+until every group is empty. On Linux each process also gets SIGKILL if the thread that started it
+dies (``PR_SET_PDEATHSIG``): a test run killed with SIGKILL leaves nothing behind either (so start
+a ControlPlane from a thread that outlives it, e.g. the main thread). Nothing is written in the
+repository; the data folder is removed unless ``keep=True``. What runs, and what kwok fakes, is in docs/cluster.md.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -63,6 +67,27 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A `preexec_fn` that has Linux SIGKILL the child when the thread that started it dies (a test
+    run killed with SIGKILL leaves nothing behind either); None where ``prctl`` is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl
+            os._exit(1)
+
+    return preexec
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def group_alive(pgid: int) -> bool:
@@ -299,7 +324,7 @@ class ControlPlane:
         with log.open("wb") as out:
             popen = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.workdir,
+                start_new_session=True, cwd=self.workdir, preexec_fn=_die_with_parent(os.getpid()),
             )
         self.processes.append(Process(name, command, log, popen))
 
