@@ -22,7 +22,13 @@ from pathlib import Path
 
 from homeostat.detectors import names
 from homeostat.detectors.confirmation import ConfirmRule
-from homeostat.detectors.evaluation.generalisation import Corpus, evaluate_generalisation, markdown
+from homeostat.detectors.evaluation.generalisation import (
+    Corpus,
+    GeneralisationResult,
+    evaluate_generalisation,
+    markdown,
+    summary_markdown,
+)
 
 DEV = ["/work/shared/data/nab-dev", "/work/shared/data/kpi-dev"]
 
@@ -45,6 +51,7 @@ def main() -> int:
     corpora = [Corpus.folder(path) for path in (args.corpus or DEV)]
     confirm = ConfirmRule.parse(args.confirm, min_change=args.min_change) if args.confirm else None
     results = []
+    done: list[GeneralisationResult] = []
     for detector in [d.strip() for d in args.detectors.split(",") if d.strip()]:
         started = time.perf_counter()
         result = evaluate_generalisation(
@@ -56,6 +63,9 @@ def main() -> int:
         print(markdown(result))
         sys.stdout.flush()
         results.append(result.as_dict() | {"wall_seconds": round(wall, 1)})
+        done.append(result)
+    print("\n### Summary (left-out mean and minimum over the categories with windows)\n")
+    print(summary_markdown(done))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0

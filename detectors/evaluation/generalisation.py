@@ -47,6 +47,7 @@ __all__ = [
     "evaluate_generalisation",
     "leave_one_category_out",
     "markdown",
+    "summary_markdown",
 ]
 
 
@@ -352,3 +353,29 @@ def _incident_cells(counts: IncidentCounts) -> list[str]:
         f"{fmt(counts.delay(50), 0)}/{fmt(counts.delay(90), 0)}",
         fmt(counts.false_per_1000, 3),
     ]
+
+
+def summary_markdown(results: Sequence[GeneralisationResult]) -> str:
+    """One line per detector: left-out mean and minimum per profile, the in-sample scores, incidents."""
+
+    def fmt(value: float | None, digits: int = 1) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    corpora = list(results[0].corpora) if results else []
+    head = ["detector", "left-out mean std", "min std", "mean low FP", "min low FP", "mean low FN", "min low FN"]
+    head += [f"in-sample {name} std" for name in corpora]
+    confirm = results[0].confirm if results else None
+    if confirm:
+        head += [f"{name} incidents {confirm} P / R" for name in corpora]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [r.detector]
+        for profile in r.profiles:
+            cells += [fmt(r.mean(profile)), fmt(r.minimum(profile))]
+        cells += [fmt(r.corpora[name].score(r.profiles[0])) for name in corpora]
+        if confirm:
+            for name in corpora:
+                inc = r.corpora[name].incidents
+                cells.append("n/a" if inc is None else f"{fmt(inc.precision, 2)} / {fmt(inc.recall, 2)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

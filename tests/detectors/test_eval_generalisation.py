@@ -97,6 +97,9 @@ def test_the_left_out_category_is_scored_at_the_threshold_swept_on_the_others(tm
     # In-sample over everything pooled: one threshold (0.6) for all, as `homeostat eval` does.
     assert result.pooled["standard"].threshold == 0.6
     assert "| dev/C | 1 | 0.0 |" in markdown(result)
+    for row in result.categories:  # a threshold chosen elsewhere never beats the category's own best
+        for held in row.profiles.values():
+            assert held.score is None or held.in_sample is None or held.score <= held.in_sample + 1e-9
 
 
 def test_categories_span_corpora_and_a_flat_corpus_is_one_category(tmp_path: Path) -> None:
