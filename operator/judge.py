@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from homeostat.api.policy import GuardSpec, Signal
 from homeostat.api.status import SeriesStatus, SeriesVerdict, SignalStatus
 from homeostat.detectors import Verdict
+from homeostat.detectors.confirmation import is_confirmed, judge_point
 from homeostat.operator.prometheus import Sample
 from homeostat.operator.series import SeriesState, SeriesTable
 
@@ -33,20 +34,6 @@ class SignalJudgement:
 
 def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
-
-
-def _outside_band(direction: str, value: float, verdict: Verdict) -> bool:
-    """The Verdict contract: values in [lower, upper] are normal; outside, on the watched side, not."""
-    above = math.isfinite(verdict.upper) and value > verdict.upper
-    below = math.isfinite(verdict.lower) and value < verdict.lower
-    return (above and direction in ("up", "both")) or (below and direction in ("down", "both"))
-
-
-def _trivial(value: float, verdict: Verdict, min_change: float) -> bool:
-    """Within `min_change` (relative) of the expected value: too small a move to count."""
-    if min_change <= 0 or not math.isfinite(verdict.expected):
-        return False
-    return abs(value - verdict.expected) <= min_change * abs(verdict.expected)
 
 
 def _guard_breach(guard: GuardSpec | None, value: float) -> str | None:
@@ -115,14 +102,11 @@ def judge_signal(
         state.last_verdict = verdict
         state.learned_points += 1
         breach = _guard_breach(signal.guard, sample.value)
-        # A detector may alarm once at the onset of an anomaly; confirmation needs to know that
-        # the following points are still out of band, so both count as anomalous points. But a
-        # run of points just outside the band with no alarm at all is noise at the band's edge:
-        # confirmation also needs an alarm (or a guard breach) among the window's points.
-        significant = not _trivial(sample.value, verdict, signal.min_change)
-        alarm = breach is not None or (verdict.warm and verdict.alarm and significant)
-        anomalous = alarm or (verdict.warm and significant and _outside_band(signal.direction, sample.value, verdict))
-        state.record(anomalous=anomalous, alarm=alarm)
+        # The operator's rule (homeostat.detectors.confirmation, shared with `homeostat eval --confirm`).
+        point = judge_point(value=sample.value, verdict=verdict, direction=signal.direction,
+                            min_change=signal.min_change, breach=breach is not None)
+        anomalous = point.anomalous
+        state.record(anomalous=anomalous, alarm=point.alarm)
         state.recent.append((now, sample.value))
         if anomalous:
             anomalous_now.add(id(state))
@@ -145,7 +129,8 @@ def judge_signal(
     # was an alarm. A series without a usable point this cycle is never confirmed, whatever its history.
     confirmed = sorted(
         (state for state in table
-         if id(state) in anomalous_now and state.anomalous_count >= confirm_k and state.alarmed),
+         if is_confirmed(anomalous_now=id(state) in anomalous_now, window=state.window, alarms=state.alarms,
+                         k=confirm_k)),
         key=lambda s: -(s.last_verdict.score if s.last_verdict else 1.0),
     )
     rows.sort(key=lambda row: -row[0])

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from homeostat.detectors import Detector, Verdict
+from homeostat.detectors.confirmation import record_point
 
 SeriesKey = tuple[tuple[str, str], ...]
 
@@ -42,8 +43,7 @@ class SeriesState:
 
     def record(self, *, anomalous: bool, alarm: bool = False) -> None:
         """Push this cycle's point into the confirmation window (no data: both False)."""
-        self.window.append(anomalous)
-        self.alarms.append(alarm and anomalous)
+        record_point(self.window, self.alarms, anomalous=anomalous, alarm=alarm)
 
     @property
     def anomalous_count(self) -> int:

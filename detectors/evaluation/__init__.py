@@ -8,8 +8,9 @@
 The pieces, one job each: `corpus` reads files and labels, `windows` places points
 relative to anomaly windows, `scoring` holds the profiles and scores one file, `sweep`
 finds the best threshold over a corpus, `alarms` measures the detector's own alarms,
-`scorecard` puts these together, `runner` streams files through detectors and
-`command` is ``homeostat eval``. See docs/evaluation.md.
+`scorecard` puts these together, `runner` streams files through detectors,
+`incidents` counts what the operator's confirmation rule would open (``--confirm``),
+`generalisation` scores each category left out, and `command` is ``homeostat eval``. See docs/evaluation.md.
 
 Names are imported lazily so that ``homeostat eval --help`` does not load numpy.
 """
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .alarms import AlarmCounts
     from .corpus import CorpusError, LabelsError
+    from .generalisation import Corpus, GeneralisationResult, evaluate_generalisation
+    from .incidents import IncidentCounts
     from .results import EvaluationResult, FileResult, ProfileResult
     from .runner import DetectorError, DetectorFactory, OutputError, RegistryDetector, evaluate_corpus
     from .scorecard import DetectedSeries, score_detections
@@ -30,18 +33,22 @@ if TYPE_CHECKING:
 __all__ = [
     "PROFILES",
     "AlarmCounts",
+    "Corpus",
     "CorpusError",
     "DetectedSeries",
     "DetectorError",
     "DetectorFactory",
     "EvaluationResult",
     "FileResult",
+    "GeneralisationResult",
+    "IncidentCounts",
     "LabelsError",
     "OutputError",
     "Profile",
     "ProfileResult",
     "RegistryDetector",
     "evaluate_corpus",
+    "evaluate_generalisation",
     "score_detections",
 ]
 
@@ -49,6 +56,10 @@ _HOMES = {
     "AlarmCounts": ".alarms",
     "CorpusError": ".corpus",
     "LabelsError": ".corpus",
+    "Corpus": ".generalisation",
+    "GeneralisationResult": ".generalisation",
+    "evaluate_generalisation": ".generalisation",
+    "IncidentCounts": ".incidents",
     "EvaluationResult": ".results",
     "FileResult": ".results",
     "ProfileResult": ".results",

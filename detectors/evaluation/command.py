@@ -45,6 +45,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="files scored in parallel (default: 1)")
     parser.add_argument("--per-file", metavar="FILE", help="also write a per-file breakdown (.json, else CSV) to FILE")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument(
+        "--confirm",
+        metavar="K/N",
+        help="also apply the operator's confirmation rule (K anomalous of the last N, an alarm among them) and "
+        "report incident precision, recall and delay in points (the JSON's 'confirm')",
+    )
+    parser.add_argument(
+        "--min-change",
+        type=float,
+        default=0.0,
+        metavar="X",
+        help="with --confirm: the signal's minChange, relative (default: %(default)s, off)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +89,16 @@ def run(args: argparse.Namespace) -> int:
         return fail("--sensitivity", str(exc))
     if args.jobs < 1:
         return fail("--jobs", f"{args.jobs} is not a number of processes; pass 1 or more")
+    confirm = None
+    if args.confirm is not None:
+        from homeostat.detectors.confirmation import ConfirmRule
+
+        try:
+            confirm = ConfirmRule.parse(args.confirm, min_change=args.min_change)
+        except ValueError as exc:
+            return fail("--min-change" if "min-change" in str(exc) else "--confirm", str(exc))
+    elif args.min_change:
+        return fail("--min-change", "applies to the confirmation rule only; pass --confirm K/N too")
 
     try:
         result = evaluate_corpus(
@@ -87,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             out=Path(args.out),
             progress=not args.no_progress,
+            confirm=confirm,
         )
     except CorpusError as exc:
         return fail("--data", str(exc))

@@ -7,6 +7,7 @@ from typing import Any
 
 from .alarms import AlarmCounts
 from .corpus import Backstep
+from .incidents import IncidentCounts
 from .scoring import FileScore
 
 __all__ = ["EvaluationResult", "FileResult", "ProfileResult"]
@@ -54,6 +55,7 @@ class FileResult:
     windows_without_points: int
     alarms: AlarmCounts
     nab: dict[str, FileScore]  # profile name -> result at that profile's corpus threshold
+    incidents: IncidentCounts | None = None  # with the confirmation rule (eval --confirm)
 
     def as_dict(self) -> dict[str, Any]:
         """For JSON."""
@@ -73,6 +75,7 @@ class FileResult:
                 }
                 for name, s in self.nab.items()
             },
+            **({} if self.incidents is None else {"incidents": self.incidents.as_dict()}),
         }
 
     def flat(self) -> dict[str, Any]:
@@ -92,6 +95,9 @@ class FileResult:
             row[f"{name}_raw"] = s.raw
             row[f"{name}_windows_detected"] = s.windows_detected
             row[f"{name}_false_positives"] = s.false_positives
+        if self.incidents is not None:
+            for key, value in self.incidents.as_dict().items():
+                row[f"incident_{key}"] = value
         return row
 
 
@@ -116,6 +122,9 @@ class EvaluationResult:
     labels_without_file: list[str] = field(default_factory=list)
     time_goes_back: dict[str, Backstep] = field(default_factory=dict)
     seconds: float = 0.0
+    confirm: str | None = None  # "K/N" when the confirmation rule was applied
+    min_change: float | None = None
+    incidents: IncidentCounts | None = None  # summed over the labelled files
 
     def score(self, profile: str = "standard") -> float | None:
         """The normalised NAB score of ``profile``."""
@@ -140,6 +149,8 @@ class EvaluationResult:
             ],
             "seconds": round(self.seconds, 3),
         }
+        if self.incidents is not None:
+            summary["confirm"] = {"rule": self.confirm, "min_change": self.min_change, **self.incidents.as_dict()}
         if per_file:
             summary["per_file"] = [f.as_dict() for f in self.files]
         return summary

@@ -10,13 +10,15 @@ with ``jobs > 1``; results do not depend on ``jobs``.
 from __future__ import annotations
 
 import csv
+import math
 import multiprocessing
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 
@@ -25,6 +27,10 @@ from .results import EvaluationResult
 from .scorecard import DetectedSeries, score_detections
 from .scoring import PROFILES, Profile
 from .windows import PROBATION_FRACTION
+
+if TYPE_CHECKING:
+    from homeostat.detectors.base import Verdict
+    from homeostat.detectors.confirmation import ConfirmRule
 
 __all__ = [
     "DetectorError",
@@ -91,19 +97,42 @@ def run_file(
     make: DetectorFactory,
     out: Path | None = None,
     on_points: Callable[[int], None] | None = None,
+    confirm: ConfirmRule | None = None,
+    direction: str = "both",
 ) -> DetectedSeries:
-    """Score ``root/path`` with a fresh detector and write ``out/path`` (``timestamp,value,anomaly_score``)."""
+    """Score ``root/path`` with a fresh detector and write ``out/path`` (``timestamp,value,anomaly_score``).
+
+    With ``confirm``, every point also goes through the operator's confirmation rule
+    (`homeostat.detectors.confirmation`, watching ``direction``) and the result says which
+    points the operator would have confirmed. The detector then must return full Verdicts
+    (``expected``, ``lower``, ``upper``, ``warm``).
+    """
+    from homeostat.detectors.confirmation import is_confirmed, judge_point, record_point
+
     series = read_series(root=root, path=path)
     detector = make()
     times = (series.times_us / 1e6).tolist()
     values = series.values.tolist()
     scores: list[float] = []
     alarms: list[bool] = []
+    confirmed: list[bool] = []
+    window: deque[bool] = deque(maxlen=confirm.n if confirm else 1)
+    alarmed: deque[bool] = deque(maxlen=confirm.n if confirm else 1)
     for i, (t, x) in enumerate(zip(times, values, strict=True)):
         verdict = detector.score_one(t, x)
         detector.learn_one(t, x)
         scores.append(float(verdict.score))
         alarms.append(bool(verdict.alarm))
+        if confirm is not None:
+            if math.isfinite(x):  # no data is never anomalous and breaks a run, as in the operator
+                point = judge_point(value=x, verdict=cast("Verdict", verdict), direction=direction,
+                                    min_change=confirm.min_change, breach=False)
+                record_point(window, alarmed, anomalous=point.anomalous, alarm=point.alarm)
+                confirmed.append(is_confirmed(anomalous_now=point.anomalous, window=window, alarms=alarmed,
+                                              k=confirm.k))
+            else:
+                record_point(window, alarmed, anomalous=False)
+                confirmed.append(False)
         if on_points is not None and i % PROGRESS_STEP == PROGRESS_STEP - 1:
             on_points(PROGRESS_STEP)
     if on_points is not None:
@@ -124,6 +153,7 @@ def run_file(
         scores=score_array,
         alarms=np.array(alarms, dtype=bool),
         backstep=series.backstep,
+        confirmed=np.array(confirmed, dtype=bool) if confirm is not None else None,
     )
 
 
@@ -150,8 +180,13 @@ def evaluate_corpus(
     progress: bool = False,
     profiles: Sequence[Profile] = PROFILES,
     probation_fraction: float = PROBATION_FRACTION,
+    confirm: ConfirmRule | None = None,
 ) -> EvaluationResult:
     """Run ``detector`` over every CSV under ``data`` and score it against ``labels`` (NAB layout).
+
+    With ``confirm`` the operator's confirmation rule is applied too (watching ``direction``)
+    and the result's ``incidents`` holds incident-level precision, recall and delay
+    (`homeostat.detectors.evaluation.incidents`).
 
     ``detector`` is a registered name (built with ``direction`` and ``sensitivity``) or a
     zero-argument factory returning a fresh detector (then those two are only labels in
@@ -173,7 +208,10 @@ def evaluate_corpus(
         raise OutputError(f"{results}: inside the data folder {root}; results would be read as data next time")
     make = _factory(detector=detector, direction=direction, sensitivity=sensitivity)
 
-    detected = _run_all(root=root, paths=paths, make=make, out=results, jobs=jobs, progress=progress)
+    detected = _run_all(
+        root=root, paths=paths, make=make, out=results, jobs=jobs, progress=progress, confirm=confirm,
+        direction=direction,
+    )
     result = score_detections(
         detected=detected,
         labels=windows,
@@ -182,6 +220,7 @@ def evaluate_corpus(
         sensitivity=sensitivity,
         profiles=profiles,
         probation_fraction=probation_fraction,
+        confirm=confirm,
     )
     return _with_seconds(result, time.perf_counter() - started)
 
@@ -215,19 +254,32 @@ def _factory(*, detector: str | DetectorFactory, direction: str, sensitivity: st
 
 
 def _run_all(
-    *, root: Path, paths: list[str], make: DetectorFactory, out: Path | None, jobs: int, progress: bool
+    *,
+    root: Path,
+    paths: list[str],
+    make: DetectorFactory,
+    out: Path | None,
+    jobs: int,
+    progress: bool,
+    confirm: ConfirmRule | None = None,
+    direction: str = "both",
 ) -> list[DetectedSeries]:
     from tqdm import tqdm
 
     total = sum(_count_rows(root / path) for path in paths) if progress else None
     with tqdm(total=total, unit="pt", unit_scale=True, disable=not progress, file=sys.stderr) as bar:
         if jobs <= 1 or len(paths) == 1:
-            return [run_file(root=root, path=path, make=make, out=out, on_points=bar.update) for path in paths]
+            return [
+                run_file(root=root, path=path, make=make, out=out, on_points=bar.update, confirm=confirm,
+                         direction=direction)
+                for path in paths
+            ]
         # Largest files first, so that one long file does not start last.
         by_size = sorted(paths, key=lambda p: (root / p).stat().st_size, reverse=True)
         detected: list[DetectedSeries] = []
         with multiprocessing.Pool(
-            processes=min(jobs, len(paths)), initializer=_init_worker, initargs=(root, make, out)
+            processes=min(jobs, len(paths)), initializer=_init_worker,
+            initargs=(root, make, out, confirm, direction),
         ) as pool:
             for one in pool.imap_unordered(_run_in_worker, by_size):
                 detected.append(one)
@@ -235,18 +287,19 @@ def _run_all(
         return sorted(detected, key=lambda d: d.path)
 
 
-_WORKER: tuple[Path, DetectorFactory, Path | None] | None = None
+_WORKER: tuple[Path, DetectorFactory, Path | None, ConfirmRule | None, str] | None = None
 
 
-def _init_worker(root: Path, make: DetectorFactory, out: Path | None) -> None:
+def _init_worker(root: Path, make: DetectorFactory, out: Path | None, confirm: ConfirmRule | None,
+                 direction: str) -> None:
     global _WORKER
-    _WORKER = (root, make, out)
+    _WORKER = (root, make, out, confirm, direction)
 
 
 def _run_in_worker(path: str) -> DetectedSeries:
     assert _WORKER is not None, "worker used before _init_worker"
-    root, make, out = _WORKER
-    return run_file(root=root, path=path, make=make, out=out)
+    root, make, out, confirm, direction = _WORKER
+    return run_file(root=root, path=path, make=make, out=out, confirm=confirm, direction=direction)
 
 
 def _count_rows(path: Path) -> int:

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from .alarms import AlarmCounts, count_alarms
 from .corpus import Backstep, Window
+from .incidents import IncidentCounts, count_incidents
 from .results import EvaluationResult, FileResult, ProfileResult
 from .scoring import PROFILES, FileScore, PreparedFile, Profile, normalised_score, prepare_series, score_at_threshold
 from .sweep import sweep_corpus
 from .windows import PROBATION_FRACTION
+
+if TYPE_CHECKING:
+    from homeostat.detectors.confirmation import ConfirmRule
 
 __all__ = ["NULL_SCORE", "DetectedSeries", "score_detections"]
 
@@ -34,6 +39,7 @@ class DetectedSeries:
     scores: npt.NDArray[np.float64]
     alarms: npt.NDArray[np.bool_]
     backstep: Backstep | None = None  # where the file's time first goes back, if it does
+    confirmed: npt.NDArray[np.bool_] | None = None  # points the operator's rule confirms (eval --confirm)
 
 
 def score_detections(
@@ -45,8 +51,12 @@ def score_detections(
     sensitivity: str = "",
     profiles: Sequence[Profile] = PROFILES,
     probation_fraction: float = PROBATION_FRACTION,
+    confirm: ConfirmRule | None = None,
 ) -> EvaluationResult:
     """Score the labelled files of ``detected``; files without a labels entry are listed, not scored.
+
+    With ``confirm`` (and ``confirmed`` points in every labelled file) the incidents the
+    operator would open are counted too (``incidents``).
 
     For each profile the threshold is swept over the whole corpus and the best one is kept;
     the null baseline is the same sweep over a constant score, and the perfect score is
@@ -88,7 +98,7 @@ def score_detections(
         )
 
     files = [
-        _file_result(detected=d, prepared=p, nab=nab)
+        _file_result(detected=d, prepared=p, nab=nab, confirm=confirm)
         for d, p, nab in zip(labelled, prepared, per_file_nab, strict=True)
     ]
     return EvaluationResult(
@@ -102,11 +112,26 @@ def score_detections(
         unlabeled=sorted(d.path for d in detected if d.path not in labels),
         labels_without_file=sorted(set(labels) - {d.path for d in detected}),
         time_goes_back={d.path: d.backstep for d in sorted(detected, key=lambda d: d.path) if d.backstep},
+        confirm=None if confirm is None else str(confirm),
+        min_change=None if confirm is None else confirm.min_change,
+        incidents=None if confirm is None else sum((f.incidents or IncidentCounts() for f in files), IncidentCounts()),
     )
 
 
-def _file_result(*, detected: DetectedSeries, prepared: PreparedFile, nab: Mapping[str, FileScore]) -> FileResult:
+def _file_result(
+    *, detected: DetectedSeries, prepared: PreparedFile, nab: Mapping[str, FileScore], confirm: ConfirmRule | None
+) -> FileResult:
     series = prepared.series
+    incidents = None
+    if confirm is not None:
+        if detected.confirmed is None:
+            raise ValueError(f"{detected.path}: no confirmed points; run the detector with the confirmation rule")
+        incidents = count_incidents(
+            confirmed=np.asarray(detected.confirmed[prepared.probation :], dtype=bool),
+            window=series.window,
+            windows=series.windows,
+            n=confirm.n,
+        )
     return FileResult(
         path=detected.path,
         points=int(detected.times_us.size),
@@ -120,4 +145,5 @@ def _file_result(*, detected: DetectedSeries, prepared: PreparedFile, nab: Mappi
             windows=series.windows,
         ),
         nab=dict(nab),
+        incidents=incidents,
     )
