@@ -69,7 +69,16 @@ def guard_breach(signal: Signal, value: float) -> str | None:
 
 
 def _problem(signal: Signal, value: float, band: InvolvedSeries) -> str | None:
-    return outside_band(signal.direction, value, band) or guard_breach(signal, value)
+    """Why `value` is still anomalous against the recorded band, as the judge would say it: a guard
+    breach always; outside the band on the watched side unless within `minChange` of the recorded
+    expected value (a move the policy calls trivial is no anomaly at detection, nor after it)."""
+    breach = guard_breach(signal, value)
+    if breach is not None:
+        return breach
+    expected = band.expected
+    if signal.min_change > 0 and expected is not None and abs(value - expected) <= signal.min_change * abs(expected):
+        return None
+    return outside_band(signal.direction, value, band)
 
 
 def _widest(involved: Sequence[InvolvedSeries]) -> InvolvedSeries:
@@ -237,9 +246,40 @@ def judge_verification(
 
 
 def back_in_band(spec: IncidentSpec, obs: Observations, policy: PolicySpec) -> tuple[bool | None, str]:
-    """While escalated: (True, _) every involved series is inside its recorded band now, (False, why)
-    one is not, (None, why) no data to tell."""
-    recovery, why = recovered_now(spec, obs, policy)
-    if recovery == Recovery.NO_DATA:
-        return None, why
-    return recovery == Recovery.RECOVERED, why
+    """While escalated: is every involved series back inside its recorded band?
+
+    (True, why) the newest point of every involved series is inside and none has k of its last n
+    points outside; (False, why) one has k of its last n points outside (a sustained excursion:
+    the count starts again); (None, why) no data, or a newest point outside without k: no
+    change, so a lone blip of a noisy series neither starts nor breaks the count.
+    """
+    signals = {s.name: s for s in policy.signals}
+    k = policy.confirm.k
+    undecided: list[str] = []
+    checked: list[str] = []
+    for name, involved in _by_signal(spec).items():
+        signal = signals.get(name)
+        now = obs.signals.get(name)
+        if signal is None:
+            continue
+        if now is None or not now.usable:
+            return None, f"no data for {name}: {(now.reason if now else '') or 'no data'}"
+        if not involved:
+            if now.confirmed:
+                return False, f"{name} still confirmed anomalous"
+            checked.append(name)
+            continue
+        for label, current, band in _judged(involved, now):
+            points = current.points or ((obs.at, current.value),)
+            out = [why for _, v in points if (why := _problem(signal, v, band))]
+            if len(out) >= k:
+                return False, f"{name}{label} {out[-1]} ({len(out)} of its last {len(points)} points)"
+            if _problem(signal, points[-1][1], band) is not None:
+                undecided.append(f"{name}{label} {out[-1]}")
+            else:
+                checked.append(name)
+    if undecided:
+        return None, "; ".join(undecided)
+    if not checked:
+        return None, "no series of this incident's signals to judge"
+    return True, f"{', '.join(sorted(set(checked)))} back in the band recorded at detection"

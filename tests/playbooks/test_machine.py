@@ -501,3 +501,11 @@ def test_verification_without_data_past_the_timeout_escalates_too() -> None:
                      waiting_since=format_time(NOW - 601))
     d = run([view], observe(latency=None, errors=NORMAL))
     assert d.kind == Kind.ESCALATE and "cannot verify" in d.message
+
+
+def test_a_lone_blip_neither_starts_nor_breaks_the_count_after_an_escalation() -> None:
+    # A noisy series back in its band: one point just above it is no return of the anomaly.
+    blip = SeriesNow(labels={}, value=0.2, **BAND, points=((NOW - 2, 0.1), (NOW - 1, 0.1), (NOW, 0.2)))
+    counting = escalated(back_in_band_since=format_time(NOW - 30))
+    assert run([counting], observe(latency=blip, errors=NORMAL)).kind == Kind.IDLE  # count goes on
+    assert run([escalated()], observe(latency=blip, errors=NORMAL)).kind == Kind.IDLE  # nor does it start one

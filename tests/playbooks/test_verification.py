@@ -110,3 +110,17 @@ def test_the_verify_window_is_extended_to_the_longest_settling_time_of_the_incid
     longer = policy(verify="2m")
     window = verify_window(longer.playbook.steps[0], longer, incident(), observe([(0, 0.3)]))
     assert (window.seconds, window.extended_for) == (120.0, None)
+
+
+def test_a_move_within_min_change_of_the_recorded_expected_value_is_no_anomaly_after_the_action_either() -> None:
+    # The policy says errors must at least double to count (minChange 1.0): 0.0035 against an expected
+    # 0.002 is outside the recorded band (upper 0.003) but no anomaly, as it was none at detection.
+    band = InvolvedSeries(signal="error-ratio", observed=0.3, expected=0.002, lower=0.0, upper=0.003)
+    spec = PolicySpec.model_validate({
+        "target": {"kind": "Deployment", "name": "checkout"}, "interval": "1s",
+        "signals": [{"name": "error-ratio", "query": "e", "minChange": 1.0}],
+        "playbook": {"steps": [{"action": "rollback"}]}})
+    trivial = observe([(41, 0.0035), (42, 0.0035), (43, 0.0035)])
+    assert judge_verification(incident(band), trivial, spec, landed=LANDED)[0] == Recovery.RECOVERED
+    doubled = observe([(41, 0.0045), (42, 0.0045), (43, 0.0045)])
+    assert judge_verification(incident(band), doubled, spec, landed=LANDED)[0] == Recovery.NOT_RECOVERED
