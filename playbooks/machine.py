@@ -132,6 +132,7 @@ class Decision:
     anomaly_started_at: float | None = None
     at: float | None = None  # LANDED: when the action took effect; BACK_IN_BAND: since when (None: no more)
     until: float | None = None  # LANDED: end of the verification window
+    confirm_rollout: bool = False  # LANDED: the runner checks that no pod of an old revision still serves
 
     @property
     def code(self) -> str:
@@ -295,10 +296,11 @@ def _verifying(incident: IncidentView, obs: Observations, policy: PolicySpec, fa
         finished = parse_time(record.finished_at) if record is not None and record.finished_at else \
             parse_time(status.phase_since or incident.spec.detected_at)
         target = f"{policy.target.kind} {policy.target.name}"
+        confirm = False
         if record is not None and record.dry_run:
             landed, how = finished, "dry run: nothing changed"
         elif facts.target_settled_at is not None and facts.target_settled_at > finished:
-            landed, how = now, f"{target} rolled out and available"
+            landed, how, confirm = now, f"{target} rolled out and available, no old pod left", True
         elif now >= finished + window.seconds:
             landed, how = now, (f"{target} still not rolled out and available {format_duration(now - finished)} "
                                 "after the action; verifying from now")
@@ -307,6 +309,7 @@ def _verifying(incident: IncidentView, obs: Observations, policy: PolicySpec, fa
                             message=f"{what}: waiting for {target} to roll out and be available")
         until = landed + window.seconds
         return Decision(kind=Kind.LANDED, incident=incident.name, step=index, at=landed, until=until,
+                        confirm_rollout=confirm,
                         message=f"{what} took effect ({how}); verifying until {format_time(until, round_up=True)}: "
                                 f"{window.describe()}")
     until = parse_time(status.verify_until) if status.verify_until else now

@@ -181,6 +181,7 @@ class _Cycle:
         self.all = incidents
         self.fresh_until = fresh_until
         self.report = CycleReport()
+        self.waiting = False  # a handler found that the decision must wait for the next cycle
 
     # -- views ---------------------------------------------------------------------------------------
 
@@ -301,7 +302,7 @@ class _Cycle:
                 break
             handler = getattr(self, f"_on_{decision.kind.name.lower()}")
             await handler(decision, now)
-            if decision.kind in (Kind.HOLD, Kind.INCONCLUSIVE):
+            if decision.kind in (Kind.HOLD, Kind.INCONCLUSIVE) or self.waiting:
                 break
         self.sync_slots()
         now = self.deps.clock()
@@ -491,6 +492,9 @@ class _Cycle:
     async def _on_landed(self, d: Decision, now: float) -> None:
         view = self.view(d.incident)
         assert d.at is not None and d.until is not None
+        if d.confirm_rollout and not await self._old_pods_gone():
+            self.waiting = True  # decided again next cycle
+            return
 
         def mutate(s: IncidentStatus) -> None:
             s.landed_at = format_time(d.at or now)
@@ -500,6 +504,20 @@ class _Cycle:
             _note(s, now, "ActionLanded", d.message)
 
         await self.write(view, mutate)
+
+    async def _old_pods_gone(self) -> bool:
+        """No pod of the target is terminating and there are no more pods than replicas: an old
+        revision's pod that still serves keeps its series in every rate window (Prometheus' `rate`
+        of a series present for part of a window is its rate over that part, not diluted)."""
+        api = self.deps.workload_api
+        if api is None:
+            return True
+        target = self.spec.target
+        obj = await api.read_workload(namespace=self.policy.namespace, kind=target.kind, name=target.name)
+        selector = (obj.get("spec") or {}).get("selector") or {}
+        desired = (obj.get("spec") or {}).get("replicas", 1)
+        pods = await api.list_pods(namespace=self.policy.namespace, selector=selector)
+        return len(pods) <= desired and not any((p.get("metadata") or {}).get("deletionTimestamp") for p in pods)
 
     async def _on_back_in_band(self, d: Decision, now: float) -> None:
         view = self.view(d.incident)
