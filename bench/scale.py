@@ -559,7 +559,7 @@ PROFILE_PARTS = [
     ("thread: Kubernetes target read (typed V1Deployment)", (WORKER, "read_namespaced_")),
     ("thread: Kubernetes Incident list", (WORKER, "list_namespaced_custom_object")),
     ("thread: Kubernetes, other calls", (WORKER, "kubernetes/")),
-    ("thread: Prometheus queries (requests)", (WORKER, "prometheus_api_client")),
+    ("thread: Prometheus queries (requests)", (WORKER, "homeostat/operator/prometheus.py")),
     ("thread: other", (WORKER,)),
     ("policy loops on the event loop: detectors", ("monitor_policy", "homeostat/detectors/")),
     ("policy loops on the event loop: remediation runner", ("monitor_policy", "homeostat/playbooks/")),

@@ -27,4 +27,3 @@ class OperatorSettings:
     leader_election: bool = False  # several replicas, one acting: the holder of `lease`
     lease: LeaseConfig | None = None  # set when leader_election is on
     shard: Shard = field(default_factory=Shard)  # which policies this instance runs (all by default)
-    extra: dict[str, str] = field(default_factory=dict)
