@@ -16,6 +16,7 @@ loop keeps serving other policies.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -29,6 +30,15 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 POOL_SIZE = 32
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+"""Bytes of one answer read at the most: about 1,000 series of 1,000 points each, in Prometheus'
+JSON. A larger answer is refused (`AnswerTooLarge`) before it is decoded; range queries are
+split in time (`range_chunks`) so that a back-fill stays under it."""
+
+MAX_POINTS_PER_QUERY = 1000
+"""Steps of one range query at the most. Prometheus refuses more than 11,000 points per series
+outright; smaller chunks also bound each answer's size and the detector work done between two
+yields to the event loop."""
 """Connections kept per Prometheus server: the operator's I/O worker threads (operator/command.py)."""
 
 ANNOTATION_PREFIXES = ("PromQL info:", "PromQL warning:")
@@ -44,6 +54,15 @@ class QueryError(Exception):
 
 class QueryRejected(QueryError):
     """Prometheus refused the query itself (HTTP 400/422): the PromQL is wrong."""
+
+
+class AnswerTooLarge(QueryRejected):
+    """The answer passed the size budget (`MAX_ANSWER_BYTES`) and was dropped unread.
+
+    A rejection, not an outage: the query selects too much (an un-aggregated selector over a
+    large fleet), and asking again gives the same answer. The operator reads at most the budget
+    and never decodes the rest, so one policy cannot take the leader's memory.
+    """
 
 
 class PrometheusUnavailable(QueryError):
@@ -159,8 +178,10 @@ def partial_reason(payload: Mapping[str, Any]) -> str | None:
 class PrometheusSource:
     """Instant and range queries against one Prometheus server."""
 
-    def __init__(self, *, url: str, timeout: float, bearer_token: str | None = None) -> None:
+    def __init__(self, *, url: str, timeout: float, bearer_token: str | None = None,
+                 max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
         parts = urlsplit(url)
+        self.max_answer_bytes = max_answer_bytes
         # The API paths go after the URL's own path; its query string (a proxy's token, say) is
         # kept on every request. Userinfo stays in the URL: requests sends it as basic auth.
         self._query_url = urlunsplit(
@@ -231,7 +252,8 @@ class PrometheusSource:
     def _get(self, url: str, params: dict[str, str]) -> dict[str, Any]:
         """The decoded answer of a successful API call (status "success", with `data`)."""
         try:
-            response = self._session.get(url, params=params, timeout=self.timeout)
+            with self._session.get(url, params=params, timeout=self.timeout, stream=True) as response:
+                body = self._read_bounded(response, query=params.get("query", ""))
         # `from None`: requests' own messages name the URL they tried, query string included, and
         # a logged traceback would show them.
         except requests.exceptions.Timeout:
@@ -239,7 +261,7 @@ class PrometheusSource:
         except requests.exceptions.RequestException as exc:
             raise PrometheusUnavailable(f"Prometheus at {self.url} is unreachable: {type(exc).__name__}") from None
         try:
-            payload = response.json()
+            payload = json.loads(body)
         except ValueError:
             payload = None
         error = _error_text(payload, response)
@@ -254,12 +276,57 @@ class PrometheusSource:
         return payload
 
 
+    def _read_bounded(self, response: requests.Response, *, query: str) -> bytes:
+        """The body, read in chunks; AnswerTooLarge as soon as it passes the budget."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_answer_bytes:
+            raise AnswerTooLarge(_too_large(query, self.max_answer_bytes))
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(chunk_size=1 << 16):
+            size += len(chunk)
+            if size > self.max_answer_bytes:
+                raise AnswerTooLarge(_too_large(query, self.max_answer_bytes))
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _too_large(query: str, budget: int) -> str:
+    return (f"the answer to {query!r} is larger than {budget // (1024 * 1024)} MiB and was not read: "
+            "the query selects too many series; aggregate it (e.g. `sum by (pod) (...)`) "
+            "or narrow its selector")
+
+
+def range_chunks(*, start: float, end: float, step: float,
+                 max_points: int = MAX_POINTS_PER_QUERY) -> list[tuple[float, float]]:
+    """[start, end] cut into consecutive ranges of at most `max_points` steps, oldest first.
+
+    Chunks do not overlap: each starts one step after the previous one ends, so no point is
+    learned twice.
+
+    >>> range_chunks(start=0, end=25, step=10, max_points=2)
+    [(0, 10), (20, 25)]
+    """
+    chunks: list[tuple[float, float]] = []
+    span = step * (max_points - 1)
+    left = start
+    while left <= end:
+        right = min(left + span, end)
+        chunks.append((left, right))
+        left = right + step
+    return chunks
+
+
 def _error_text(payload: object, response: requests.Response) -> str:
-    """Prometheus' own `error` field, or the HTTP status and the start of the body."""
-    if isinstance(payload, dict) and payload.get("error"):
-        return str(payload["error"])
-    body = response.text.strip()[:200]
-    return f"HTTP {response.status_code}" + (f": {body}" if body else "")
+    """Prometheus' own `error` field, or only the HTTP status.
+
+    Never the body of an answer that is not Prometheus' error JSON: the message goes into the
+    policy's status, and a URL pointed at some internal service would read its page back there.
+    """
+    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+        return payload["error"][:500]
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+    return f"HTTP {response.status_code}" + (f" ({kind}, body not shown)" if kind else "")
 
 
 class SourcePool:
