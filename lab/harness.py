@@ -66,7 +66,9 @@ class OperatorProcess:
         # demo --keep .`), its operator/ folder shadows the standard library's `operator`.
         args = [
             sys.executable, "-P", "-m", "homeostat", "run", "--dev", "--kubeconfig", str(kubeconfig),
-            "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port), "-v", *extra,
+            "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port), "-v",
+            # The lab's Prometheus servers, fakes and webhook receivers all listen on 127.0.0.1.
+            "--allow-host", "127.0.0.1", *extra,
         ]
         if prometheus_url:
             args += ["--prometheus-url", prometheus_url]

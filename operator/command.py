@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (implies out-of-cluster)")
     parser.add_argument("--prometheus-url", default=os.environ.get("HOMEOSTAT_PROMETHEUS_URL"),
                         help="Prometheus used by policies that name none [$HOMEOSTAT_PROMETHEUS_URL]")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="PATTERN",
+                        help="a host a policy's spec.prometheus.url or webhook URL may name (repeatable: host, "
+                             "host:port, *.suffix, or * for any); the host of --prometheus-url always may, and "
+                             "no other unless listed (docs/safety.md)")
+    parser.add_argument("--require-namespace-matcher", action="store_true",
+                        help='refuse a signal query with a selector lacking namespace="<the policy\'s namespace>" '
+                             "(a Prometheus shared by several teams)")
     parser.add_argument("--dry-run", action="store_true", help="operator-wide dry run: never change workloads")
     parser.add_argument("--max-concurrent-remediations", type=int, default=5, metavar="N",
                         help="operator-wide cap on incidents being remediated at once (blast radius)")
@@ -86,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import kopf
 
+    from homeostat.api.hosts import HostAllowList
     from homeostat.operator.handlers import register_handlers
     from homeostat.operator.kube import KubeApi, load_api_client, single_attempt
     from homeostat.operator.leadership import KubeLeaseApi, LeaderElector, LeaseConfig, default_identity
@@ -125,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         leader_election=leader_election,
         lease=lease if leader_election else None,
         shard=shard,
+        allowed_hosts=HostAllowList.of(prometheus_url=args.prometheus_url, patterns=args.allow_host),
+        require_namespace_matcher=args.require_namespace_matcher,
     )
     api_client = load_api_client(kubeconfig=args.kubeconfig or os.environ.get("KUBECONFIG") if out_of_cluster
                                  else None, in_cluster=not out_of_cluster)

@@ -40,6 +40,7 @@ from homeostat.operator.prometheus import PrometheusSource, SourcePool
 from homeostat.operator.remediation import Feedback, observations
 from homeostat.operator.settings import OperatorSettings
 from homeostat.operator.settling import verify_shortfalls
+from homeostat.operator.tenancy import namespace_problems
 from homeostat.operator.validation import InvalidSpec, SpecProblem, validate_spec
 from homeostat.playbooks.runner import PolicyInfo, Remediator, TargetInfo, remediate
 
@@ -130,6 +131,14 @@ async def _resolve_source(
             "spec.prometheus.url",
             "is not set and the operator has no --prometheus-url; set one of them",
         )])
+    hosts = deps.settings.host_allow_list
+    if spec.prometheus.url and not hosts.permits(spec.prometheus.url):
+        field, _, why = hosts.refusal(spec.prometheus.url, field="spec.prometheus.url").partition(": ")
+        raise InvalidSpec([SpecProblem(field, why)])
+    if deps.settings.require_namespace_matcher:
+        problems = namespace_problems(spec, namespace=ref.namespace)
+        if problems:
+            raise InvalidSpec(problems)
     token = None
     secret_ref = spec.prometheus.bearer_token_secret_ref
     if secret_ref is not None:

@@ -324,7 +324,7 @@ def _error_text(payload: object, response: requests.Response) -> str:
     policy's status, and a URL pointed at some internal service would read its page back there.
     """
     if isinstance(payload, dict) and isinstance(payload.get("error"), str):
-        return payload["error"][:500]
+        return str(payload["error"])[:500]
     kind = response.headers.get("Content-Type", "").split(";")[0].strip()
     return f"HTTP {response.status_code}" + (f" ({kind}, body not shown)" if kind else "")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from homeostat.api.hosts import HostAllowList
 from homeostat.operator.leadership import LeaseConfig
 from homeostat.operator.sharding import Shard
 
@@ -27,3 +28,10 @@ class OperatorSettings:
     leader_election: bool = False  # several replicas, one acting: the holder of `lease`
     lease: LeaseConfig | None = None  # set when leader_election is on
     shard: Shard = field(default_factory=Shard)  # which policies this instance runs (all by default)
+    allowed_hosts: HostAllowList | None = None  # hosts a policy's URLs may name; None: --prometheus-url's only
+    require_namespace_matcher: bool = False  # every selector must carry namespace="<policy's namespace>"
+
+    @property
+    def host_allow_list(self) -> HostAllowList:
+        """The hosts a policy's Prometheus and webhook URLs may name (api/hosts.py)."""
+        return self.allowed_hosts or HostAllowList.of(prometheus_url=self.prometheus_url)
