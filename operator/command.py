@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeostat.operator.leadership import (
     DEFAULT_LEASE_NAME,
@@ -30,6 +30,12 @@ from homeostat.operator.leadership import (
     default_namespace,
 )
 from homeostat.operator.settings import DEFAULT_KUBE_REQUEST_TIMEOUT, OperatorSettings
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from homeostat.operator.metrics import OperatorMetrics
+    from homeostat.playbooks.remediator import Remediator
 
 
 def _positive(text: str) -> float:
@@ -118,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     if leader_election:
         # Import every detector before starting, not on a policy's first monitor in the event loop:
         # that takes seconds on a busy node (river, numpy), and a standby that has just taken over
-        # would stall its own Lease renewals with it. (The registry's lazy set-up is not thread-safe.)
+        # would stall its own Lease renewals with it. (This is for time only: the registry's lazy
+        # set-up is thread-safe, under a lock.)
         from homeostat.detectors import registry as detectors
 
         detectors.names()
@@ -200,44 +207,22 @@ async def _operate(operator: Callable[[asyncio.Event], Coroutine[Any, Any, None]
 
 
 def build_remediator(
-    api_client: Any, *, settings: OperatorSettings, metrics: Any, leadership: Leadership | None = None
-) -> Any:
-    """The incident runner's dependencies: the Incident store, the actions, the operator-wide slots.
-
-    With leader election every action and every Incident write is fenced: it does not start unless
-    leadership is held now (an action's intent is recorded already; the next leader resumes it by
-    its key)."""
-    from homeostat.api.incident import IncidentPhase
-    from homeostat.playbooks.actions import ACTIONS, notify, scale_out
-    from homeostat.playbooks.base import ActionContext, ActionResult
-    from homeostat.playbooks.guards import RemediationSlots
+    api_client: ApiClient, *, settings: OperatorSettings, metrics: OperatorMetrics, leadership: Leadership | None = None
+) -> Remediator:
+    """The incident runner's dependencies (`playbooks.remediator.operator_remediator`), over this
+    API client: the Incident store and the workload API, the operator-wide limits, and the
+    leadership as the fence before every action and every Incident write."""
+    from homeostat.operator.kube import single_attempt
     from homeostat.playbooks.incidents import IncidentStore
     from homeostat.playbooks.kube import WorkloadApi
-    from homeostat.playbooks.runner import Remediator
+    from homeostat.playbooks.remediator import operator_remediator
 
-    async def escalation_notice(ctx: ActionContext) -> ActionResult:
-        return await notify.send(ctx, phase=IncidentPhase.ESCALATED)
-
-    actions: Any = ACTIONS
-    scale_back: Any = scale_out.scale_back
-    notice: Any = escalation_notice
-    from homeostat.operator.kube import single_attempt
-
-    # Each request once, with a timeout; the store retries what is transient with its own backoff.
-    store = IncidentStore(single_attempt(api_client), request_timeout=settings.kube_request_timeout)
-    if leadership is not None:
-        from homeostat.operator.leadership import fenced
-
-        actions = {name: fenced(leadership, action) for name, action in ACTIONS.items()}
-        scale_back = fenced(leadership, scale_back)
-        notice = fenced(leadership, escalation_notice)
-        # Incident writes too: a leader that stalled past its renew deadline must not open a
-        # second Incident (a create carries no resourceVersion) nor record an intent.
-        for method in ("create", "write_status", "write_involved"):
-            setattr(store, method, fenced(leadership, getattr(store, method)))
-    return Remediator(
-        store=store, actions=actions, scale_back=scale_back,
-        escalation_notice=notice, workload_api=WorkloadApi(api_client),
-        slots=RemediationSlots(settings.max_concurrent_remediations), metrics=metrics,
+    return operator_remediator(
+        # Each request once, with a timeout; the store retries what is transient with its own backoff.
+        store=IncidentStore(single_attempt(api_client), request_timeout=settings.kube_request_timeout),
+        workload_api=WorkloadApi(api_client),
+        max_concurrent=settings.max_concurrent_remediations,
+        metrics=metrics,
         operator_dry_run=settings.dry_run,
+        fence=leadership,
     )

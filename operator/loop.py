@@ -13,7 +13,8 @@ With leader election (`deps.leadership`), a standby replica runs the loop but wa
 cycle until it leads: it evaluates nothing, writes no status and takes no action. A leader that
 loses its Lease drops its monitor (the next leader back-fills its own) and waits again; a cycle
 under way when leadership lapses writes nothing more, and an action about to start is not
-started (`leadership.fenced`): its intent is on the Incident, and the next leader resumes it.
+started (the remediator's fence, `playbooks.remediator.Fence`): its intent is on the Incident,
+and the next leader resumes it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
@@ -42,15 +43,10 @@ from homeostat.operator.settings import OperatorSettings
 from homeostat.operator.settling import verify_shortfalls
 from homeostat.operator.tenancy import namespace_problems
 from homeostat.operator.validation import InvalidSpec, SpecProblem, validate_spec
-from homeostat.playbooks.runner import PolicyInfo, Remediator, TargetInfo, remediate
+from homeostat.playbooks.remediator import Remediator
+from homeostat.playbooks.runner import EmitEvent, PolicyInfo, TargetInfo, remediate
 
 logger = logging.getLogger(__name__)
-
-
-class EmitEvent(Protocol):
-    """Post a Kubernetes Event about the policy (Kopf's `kopf.event` in production)."""
-
-    def __call__(self, *, type: str, reason: str, message: str) -> None: ...
 
 
 @dataclass(frozen=True, kw_only=True)

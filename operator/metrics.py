@@ -92,6 +92,20 @@ class OperatorMetrics:
             self._phase_counts[phase] = self._phase_counts.get(phase, 0) + 1
             self.policies.labels(phase).set(self._phase_counts[phase])
 
+    # What the remediation runner records (`playbooks.remediator.RemediationMetrics`).
+
+    def count_incident_phase(self, phase: str) -> None:
+        self.incidents.labels(phase).inc()
+
+    def count_action(self, action: str, outcome: str) -> None:
+        self.actions.labels(action, outcome).inc()
+
+    def count_false_positive(self) -> None:
+        self.false_positives.inc()
+
+    def set_remediations_in_progress(self, count: int) -> None:
+        self.remediations_active.set(count)
+
     def forget_policy(self, *, namespace: str, policy: str, signals: list[str]) -> None:
         """Drop a deleted policy's labelled series so the metrics do not grow forever."""
         for metric in (self.series_tracked, self.anomalous_series):

@@ -28,7 +28,9 @@ class Outcome(enum.StrEnum):
 class ActionResult:
     outcome: Outcome
     message: str
-    changes: dict[str, Any] = field(default_factory=dict)  # e.g. {"replicas": [3, 5]}, for the timeline
+    # What was changed, as data (e.g. {"replicas": [3, 5]}), for whoever calls the action directly
+    # (the tests). The runner does not write it: `message` says what changed and goes to the timeline.
+    changes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,13 +33,13 @@ from homeostat.api.durations import format_duration
 from homeostat.api.incident import ActionRecord, ActionState, IncidentPhase, IncidentStatus
 from homeostat.api.policy import Action
 from homeostat.api.times import parse_time
+from homeostat.playbooks.actions.common import PAUSED
 
-PAUSED_ANNOTATION = "homeostat.dev/paused"
 CLEARED_ANNOTATION = "homeostat.dev/cleared"
 VERDICT_ANNOTATION = "homeostat.dev/verdict"
 FALSE_POSITIVE = "false-positive"
 
-HOUR = 3600.0
+HOUR = 3600.0  # the window of `maxActionsPerHour`
 
 
 class Guard(enum.StrEnum):
@@ -110,14 +110,22 @@ def changes_workload(action: Action | str) -> bool:
     return Action(action) != Action.NOTIFY
 
 
-def check(facts: GuardFacts, *, action: Action | str, holds_slot: bool = False) -> Denial | None:
-    """The first guard that forbids `action` now, or None when it may run (for real or dry)."""
+def _hands_off(facts: GuardFacts) -> Denial | None:
+    """What forbids touching the target at all: it is missing, paused, or its policy suspended."""
     if not facts.target_found:
         return Denial(guard=Guard.TARGET_MISSING, message="the target workload was not found")
     if facts.target_paused:
-        return Denial(guard=Guard.PAUSED, message=f"the workload is annotated {PAUSED_ANNOTATION}=true")
+        return Denial(guard=Guard.PAUSED, message=f"the workload is annotated {PAUSED}=true")
     if facts.suspended:
         return Denial(guard=Guard.SUSPENDED, message="the policy's playbook.suspend is true")
+    return None
+
+
+def check(facts: GuardFacts, *, action: Action | str, holds_slot: bool = False) -> Denial | None:
+    """The first guard that forbids `action` now, or None when it may run (for real or dry)."""
+    denial = _hands_off(facts)
+    if denial is not None:
+        return denial
     if facts.hold is not None and facts.now < facts.hold.until:
         return Denial(
             guard=Guard.ESCALATION_HOLD,
@@ -155,13 +163,7 @@ def check_scale_back(facts: GuardFacts, *, target_in_incident: str | None) -> De
     if target_in_incident is not None:
         return Denial(guard=Guard.INCIDENT_OPEN,
                       message=f"incident {target_in_incident} is open on the target; never scale in during one")
-    if not facts.target_found:
-        return Denial(guard=Guard.TARGET_MISSING, message="the target workload was not found")
-    if facts.target_paused:
-        return Denial(guard=Guard.PAUSED, message=f"the workload is annotated {PAUSED_ANNOTATION}=true")
-    if facts.suspended:
-        return Denial(guard=Guard.SUSPENDED, message="the policy's playbook.suspend is true")
-    return None
+    return _hands_off(facts)
 
 
 # --- facts from the API's Incidents ---------------------------------------------------------------
@@ -235,7 +237,7 @@ def marked_false_positive(annotations: dict[str, str]) -> bool:
 
 
 def paused(annotations: dict[str, str]) -> bool:
-    return annotations.get(PAUSED_ANNOTATION, "").lower() == "true"
+    return annotations.get(PAUSED, "").lower() == "true"
 
 
 class RemediationSlots:

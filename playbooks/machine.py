@@ -47,6 +47,7 @@ from homeostat.api.incident import (
 from homeostat.api.policy import Action, PolicySpec, Step
 from homeostat.api.times import format_time, parse_time
 from homeostat.playbooks import guards
+from homeostat.playbooks.actions.common import PAUSED
 from homeostat.playbooks.guards import Denial, GuardFacts
 from homeostat.playbooks.observations import Observations, SeriesNow, SignalNow
 from homeostat.playbooks.verification import (
@@ -282,6 +283,23 @@ def _landed_step(incident: IncidentView) -> ActionRecord | None:
                  and r.state in (ActionState.SUCCEEDED, ActionState.DRY_RUN)), None)
 
 
+def _no_data(incident: IncidentView, *, step: int, message: str, policy: PolicySpec, now: float) -> Decision:
+    """Inconclusive: wait for data; but not past `playbook.noDataTimeout` after the incident
+    started waiting for it (`status.waiting` says NoData since `waiting_since`): then escalate."""
+    decision = Decision(kind=Kind.INCONCLUSIVE, incident=incident.name, step=step, message=message)
+    if pending_intent(incident) is not None or not is_active(incident):
+        return decision
+    waiting, since = incident.status.waiting or "", incident.status.waiting_since
+    if not waiting.startswith(f"{decision.code}:") or since is None:
+        return decision
+    waited = now - parse_time(since)
+    if waited < parse_duration(policy.playbook.no_data_timeout):
+        return decision
+    return Decision(kind=Kind.ESCALATE, incident=incident.name,
+                    message=f"no data for {format_duration(waited)} (playbook.noDataTimeout "
+                            f"{policy.playbook.no_data_timeout}): {decision.message}; a human must look")
+
+
 def _verifying(incident: IncidentView, obs: Observations, policy: PolicySpec, facts: GuardFacts,
                now: float) -> Decision:
     """A step's action ran: wait for it to land, then for its window, then judge on settled points."""
@@ -318,8 +336,8 @@ def _verifying(incident: IncidentView, obs: Observations, policy: PolicySpec, fa
                         message=f"verifying {what} until {status.verify_until}")
     recovery, why = judge_verification(incident.spec, obs, policy, landed=parse_time(status.landed_at))
     if recovery == Recovery.NO_DATA:
-        return Decision(kind=Kind.INCONCLUSIVE, incident=incident.name, step=index,
-                        message=f"cannot verify: {why}; waiting for data")
+        return _no_data(incident, step=index, message=f"cannot verify: {why}; waiting for data", policy=policy,
+                        now=now)
     if recovery == Recovery.PENDING:
         return Decision(kind=Kind.WAIT, incident=incident.name, step=index, message=f"verifying {what}: {why}")
     if recovery == Recovery.RECOVERED:
@@ -377,34 +395,6 @@ def decide(
     Waiting for data has a deadline: an incident Inconclusive for `playbook.noDataTimeout` is
     escalated (a human must look) instead of holding its slot and its target in silence.
     """
-    decision = _decide(incidents=incidents, obs=obs, policy=policy, facts=facts, now=now, holds_slot=holds_slot,
-                       target_incident=target_incident)
-    if decision.kind != Kind.INCONCLUSIVE:
-        return decision
-    view = next((i for i in incidents if i.name == decision.incident), None)
-    if view is None or pending_intent(view) is not None or not is_active(view):
-        return decision
-    waiting, since = view.status.waiting or "", view.status.waiting_since
-    if not waiting.startswith(f"{decision.code}:") or since is None:
-        return decision
-    waited = now - parse_time(since)
-    if waited < parse_duration(policy.playbook.no_data_timeout):
-        return decision
-    return Decision(kind=Kind.ESCALATE, incident=view.name,
-                    message=f"no data for {format_duration(waited)} (playbook.noDataTimeout "
-                            f"{policy.playbook.no_data_timeout}): {decision.message}; a human must look")
-
-
-def _decide(
-    *,
-    incidents: Sequence[IncidentView],
-    obs: Observations,
-    policy: PolicySpec,
-    facts: GuardFacts,
-    now: float,
-    holds_slot: bool = False,
-    target_incident: str | None = None,
-) -> Decision:
     # 1. Feedback from humans first: it may close the incident.
     for incident in sorted(incidents, key=lambda i: i.name):
         if guards.marked_false_positive(dict(incident.annotations)) and incident.status.feedback is None:
@@ -417,7 +407,7 @@ def _decide(
         if record is None:
             continue
         blocker = (
-            "the workload is now annotated homeostat.dev/paused=true" if facts.target_paused
+            f"the workload is now annotated {PAUSED}=true" if facts.target_paused
             else "the policy is now suspended" if facts.suspended
             else f"dry run is now on ({facts.dry_run_reason})" if facts.dry_run
             else None
@@ -504,8 +494,8 @@ def _decide(
 
     # Detected or Remediating: the next step is `current_step`.
     if recovery == Recovery.NO_DATA:
-        return Decision(kind=Kind.INCONCLUSIVE, incident=incident.name, step=status.current_step,
-                        message=f"no action without data: {why}")
+        return _no_data(incident, step=status.current_step, message=f"no action without data: {why}", policy=policy,
+                        now=now)
     if recovery == Recovery.RECOVERED:
         return Decision(kind=Kind.RESOLVE, incident=incident.name, step=status.current_step,
                         message=f"recovered before step {status.current_step + 1} ran: {why}")
@@ -515,7 +505,7 @@ def _decide(
     step = steps[index]
     matches, reason = when_matches(step, obs)
     if matches is None:
-        return Decision(kind=Kind.INCONCLUSIVE, incident=incident.name, step=index, message=reason)
+        return _no_data(incident, step=index, message=reason, policy=policy, now=now)
     if not matches:
         return Decision(kind=Kind.SKIP_STEP, incident=incident.name, step=index,
                         key=key_for(incident.name, index, status, ActionPurpose.STEP), message=reason)

@@ -179,7 +179,9 @@ async def perform(ctx: ActionContext) -> ActionResult:
     return await send(ctx)
 
 
-@api_failures
 async def escalation(ctx: ActionContext) -> ActionResult:
-    """The notice sent when the incident escalates (the runner's `escalation_notice`)."""
+    """The notice sent when the incident escalates (the runner's `escalation_notice`).
+
+    Not wrapped in `api_failures`, as the notice has always run: an API error reaches the runner,
+    which records a FAILED notice with the exception's text."""
     return await send(ctx, phase=IncidentPhase.ESCALATED)

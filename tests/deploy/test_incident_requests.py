@@ -19,7 +19,8 @@ from homeostat.lab.harness import deployment
 from homeostat.playbooks.base import ActionContext, ActionResult, Outcome
 from homeostat.playbooks.incidents import IncidentStore
 from homeostat.playbooks.machine import Observations, SeriesNow, SignalNow
-from homeostat.playbooks.runner import PolicyInfo, Remediator, TargetInfo, remediate
+from homeostat.playbooks.remediator import Remediator
+from homeostat.playbooks.runner import PolicyInfo, TargetInfo, remediate
 
 from .test_rbac import attributes
 

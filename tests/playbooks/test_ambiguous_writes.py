@@ -26,7 +26,8 @@ from homeostat.playbooks.base import Outcome
 from homeostat.playbooks.guards import RemediationSlots
 from homeostat.playbooks.incidents import IncidentStore
 from homeostat.playbooks.kube import AmbiguousWrite, Backoff, WorkloadApi, may_have_landed
-from homeostat.playbooks.runner import PolicyInfo, Remediator, TargetInfo, remediate
+from homeostat.playbooks.remediator import Remediator
+from homeostat.playbooks.runner import PolicyInfo, TargetInfo, remediate
 
 from .conftest import APPS, context, lands_then, ready_pods, settled_deployment, since
 from .test_action_rollback import two_revisions

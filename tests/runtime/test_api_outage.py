@@ -245,7 +245,8 @@ class SlowStore:
 async def test_a_confirmed_anomaly_is_not_acted_on_once_the_observation_is_stale(delay: float) -> None:
     from homeostat.api.policy import PolicySpec
     from homeostat.playbooks.machine import Observations, SeriesNow, SignalNow
-    from homeostat.playbooks.runner import PolicyInfo, Remediator, TargetInfo, remediate
+    from homeostat.playbooks.remediator import Remediator
+    from homeostat.playbooks.runner import PolicyInfo, TargetInfo, remediate
 
     t0 = 1_800_000_000.0
     clock = [t0]
