@@ -31,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from homeostat.api.durations import parse_duration
 from homeostat.api.policy import PolicySpec
 from homeostat.api.status import PolicyStatus
-from homeostat.operator.kube import KUBE_ERRORS, KubeApi, describe, error_reason
+from homeostat.operator.kube import KubeApi
 from homeostat.operator.leadership import Leadership, LeadershipLost
 from homeostat.operator.metrics import OperatorMetrics
 from homeostat.operator.monitor import CycleResult, PolicyMonitor
@@ -41,6 +41,7 @@ from homeostat.operator.remediation import Feedback, observations
 from homeostat.operator.settings import OperatorSettings
 from homeostat.operator.settling import verify_shortfalls
 from homeostat.operator.validation import InvalidSpec, SpecProblem, validate_spec
+from homeostat.playbooks.kube import KUBE_ERRORS, describe, error_reason
 from homeostat.playbooks.runner import PolicyInfo, Remediator, TargetInfo, remediate
 
 logger = logging.getLogger(__name__)
