@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 
 
 def format_time(t: float, *, round_up: bool = False) -> str:
     """`2026-11-23T18:45:08Z`; `round_up` for deadlines, so a window is never cut short."""
     seconds = math.ceil(t) if round_up else math.floor(t)
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_rfc3339() -> str:
+    """Now, as Kubernetes writes a timestamp (whole seconds)."""
+    return format_time(time.time())
 
 
 def parse_time(text: str) -> float:

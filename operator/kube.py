@@ -1,31 +1,28 @@
-"""The few Kubernetes calls the monitor makes itself: status, target, secrets.
+"""The monitor's Kubernetes client and calls: building the client, the policy status, the target, Secrets.
 
-Kopf watches and posts Events; writing a daemon's status every interval, checking that the
-target exists and reading a bearer-token Secret go through the official client here. The
-client is blocking, so every call runs in a worker thread.
+Kopf watches and posts Events; building the API client (its User-Agent), writing a daemon's
+status every interval, reading the target workload and a bearer-token Secret are here, over
+the one Kubernetes layer (`homeostat.playbooks.kube`, which says how every call is made).
 
-Every call has a timeout (`--kube-request-timeout`) and is made once: the client given here is
-built by `single_attempt`, so urllib3 does not silently try a timed-out read three more times.
-What fails (`KUBE_ERRORS`: an HTTP error answer, or no answer at all) is raised to the loop,
-which reports it and tries again next cycle (docs/safety.md, "The Kubernetes API down").
+Every call has a timeout (`--kube-request-timeout`) and is made once (`MONITOR_CALLS`): the client
+given here is built by `single_attempt`, so urllib3 does not silently try a timed-out read three
+more times. What fails (`KUBE_ERRORS`: an HTTP error answer, or no answer at all) is raised to the
+loop, which reports it and tries again next cycle (docs/safety.md, "The Kubernetes API down").
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import copy
-import http.client
 from typing import Any
 
-import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from homeostat import __version__
 from homeostat.api.base import GROUP, VERSION
-from homeostat.api.policy import TargetRef, WorkloadKind
+from homeostat.api.policy import TargetRef
 from homeostat.operator.settings import DEFAULT_KUBE_REQUEST_TIMEOUT
+from homeostat.playbooks import kube
 
 
 def load_api_client(*, kubeconfig: str | None = None, in_cluster: bool | None = None) -> client.ApiClient:
@@ -52,52 +49,6 @@ def load_api_client(*, kubeconfig: str | None = None, in_cluster: bool | None = 
     return api_client
 
 
-KUBE_ERRORS: tuple[type[BaseException], ...] = (
-    ApiException,  # the API server answered with an error
-    urllib3.exceptions.HTTPError,  # no usable answer: timeouts, refused or reset connections (urllib3's)
-    http.client.HTTPException,  # a broken HTTP exchange that urllib3 did not wrap
-    OSError,  # ConnectionError, TimeoutError, socket errors
-)
-"""What a Kubernetes call of the operator raises when the API server fails or cannot be reached."""
-
-
-def rolled_out(workload: Any) -> bool:
-    """Is the workload's rollout complete, every replica updated and available (`kubectl rollout status`)?
-
-    Verification starts when an action has taken effect: until then old pods still serve.
-    """
-    meta, spec, status = workload.metadata, workload.spec, workload.status
-    if status is None or (status.observed_generation or 0) < (meta.generation or 0):
-        return False
-    desired = spec.replicas if spec.replicas is not None else 1
-    updated = status.updated_replicas or 0
-    if isinstance(workload, client.V1StatefulSet):
-        same_revision = status.update_revision is None or status.update_revision == status.current_revision
-        return same_revision and updated >= desired and (status.ready_replicas or 0) >= desired
-    total = status.replicas or 0
-    return updated >= desired and total == updated and (status.available_replicas or 0) >= updated
-
-
-def error_reason(exc: BaseException) -> str:
-    """The `reason` label of `homeostat_kube_errors_total`: `api`, `timeout` or `connection`."""
-    if isinstance(exc, ApiException):
-        return "api"
-    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
-        exc = exc.reason
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError by inheritance only
-        return "connection"
-    if isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError):
-        return "timeout"
-    return "connection"
-
-
-def describe(exc: BaseException) -> str:
-    """A short account of a failed call, for logs and messages."""
-    if isinstance(exc, ApiException):
-        return f"{exc.status} {exc.reason}"
-    return f"{error_reason(exc)}: {type(exc).__name__}: {exc}"
-
-
 def single_attempt(api_client: client.ApiClient) -> client.ApiClient:
     """A client like `api_client` (same server, credentials and User-Agent) whose requests urllib3
     never retries, so that a call takes at most its timeout; the caller decides what to do next
@@ -111,49 +62,37 @@ def single_attempt(api_client: client.ApiClient) -> client.ApiClient:
     return single
 
 
+MONITOR_CALLS = kube.Retry(retry_on=kube.never, attempts=1)
+"""The monitor's calls: each made once, no deadline beyond the request's timeout; the next cycle is the retry."""
+
+
 class KubeApi:
-    """Typed, async-friendly wrappers over the calls the monitor needs, each with a timeout."""
+    """Async wrappers over the calls the monitor needs, each with a timeout, each made once."""
 
     def __init__(self, api_client: client.ApiClient, *, request_timeout: float = DEFAULT_KUBE_REQUEST_TIMEOUT) -> None:
         self._custom = client.CustomObjectsApi(api_client)
-        self._apps = client.AppsV1Api(api_client)
-        self._core = client.CoreV1Api(api_client)
+        self._workloads = kube.WorkloadApi(api_client, retry=MONITOR_CALLS, request_timeout=request_timeout)
         self.timeout = request_timeout
 
     async def patch_policy_status(self, *, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch the status subresource (lists in it are replaced whole)."""
-        await asyncio.to_thread(
-            self._custom.patch_namespaced_custom_object_status,
+        await kube.call(lambda: self._custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, "anomalypolicies", name, {"status": status}, _request_timeout=self.timeout,
-        )
+        ), retry=MONITOR_CALLS)
 
     async def read_target_metadata(self, *, namespace: str, target: TargetRef) -> dict[str, Any] | None:
-        """The target workload's metadata (uid, annotations), or None when it does not exist."""
-        read = (
-            self._apps.read_namespaced_deployment
-            if target.kind == WorkloadKind.DEPLOYMENT
-            else self._apps.read_namespaced_stateful_set
-        )
+        """The target workload's metadata (uid, annotations) and whether it is rolled out; None when
+        it does not exist."""
         try:
-            obj: Any = await asyncio.to_thread(read, target.name, namespace, _request_timeout=self.timeout)
+            obj = await self._workloads.read_workload(namespace=namespace, kind=target.kind, name=target.name)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        meta = obj.metadata
-        return {"uid": meta.uid, "annotations": dict(meta.annotations or {}), "settled": rolled_out(obj)}
-
-    async def target_exists(self, *, namespace: str, target: TargetRef) -> bool:
-        return await self.read_target_metadata(namespace=namespace, target=target) is not None
+        meta = obj.get("metadata") or {}
+        return {"uid": meta.get("uid"), "annotations": dict(meta.get("annotations") or {}),
+                "settled": kube.rolled_out(obj, kind=target.kind)}
 
     async def read_secret_key(self, *, namespace: str, name: str, key: str) -> str | None:
         """The decoded value of a Secret's key, or None when the Secret or key is missing."""
-        try:
-            secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace,
-                                             _request_timeout=self.timeout)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        value = (secret.data or {}).get(key)
-        return base64.b64decode(value).decode() if value is not None else None
+        return await self._workloads.read_secret_key(namespace=namespace, name=name, key=key)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import enum
-import json
 import logging
 import math
 import os
@@ -42,6 +41,8 @@ from typing import Any, Protocol, TypeVar, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+
+from homeostat.playbooks import kube
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +164,12 @@ class LeaseConfig:
         """One Lease request may take this long; several fit in the renew deadline."""
         return max(1.0, min(self.renew_deadline / 3, 5.0))
 
+    @property
+    def calls(self) -> kube.Retry:
+        """The elector's calls: each made once, its thread given a second past the request's own
+        timeout; the next round (`retry_period`) is the retry."""
+        return kube.Retry(retry_on=kube.never, attempts=1, deadline=self.request_timeout + 1.0)
+
 
 class Conflict(Exception):
     """409: the Lease changed since it was read (or was created meanwhile)."""
@@ -192,7 +199,7 @@ class KubeLeaseApi:
             if exc.status == 404:
                 return None
             raise
-        return _body(response)
+        return _lease(response)
 
     def create(self, *, namespace: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         try:
@@ -202,7 +209,7 @@ class KubeLeaseApi:
             if exc.status == 409:
                 raise Conflict(f"Lease {namespace}/{body['metadata']['name']} was created meanwhile") from exc
             raise
-        return _body(response)
+        return _lease(response)
 
     def replace(self, *, namespace: str, name: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         try:
@@ -212,11 +219,11 @@ class KubeLeaseApi:
             if exc.status in (404, 409):  # deleted or changed: either way not the version we read
                 raise Conflict(f"Lease {namespace}/{name} changed since it was read") from exc
             raise
-        return _body(response)
+        return _lease(response)
 
 
-def _body(response: Any) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(response.data)
+def _lease(response: Any) -> dict[str, Any]:
+    loaded: dict[str, Any] = kube.read_json(response)
     return loaded
 
 
@@ -371,9 +378,8 @@ class LeaderElector:
 
     async def _call(self, fn: Callable[..., T], **kwargs: Any) -> T:
         timeout = self.config.request_timeout
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, lambda: fn(timeout=timeout, **kwargs))
-        return await asyncio.wait_for(future, timeout + 1.0)
+        return await kube.call(lambda: fn(timeout=timeout, **kwargs), retry=self.config.calls,
+                               executor=self._executor)
 
     def _observe(self, lease: dict[str, Any]) -> None:
         """Remember the Lease; a new version restarts the expiry clock (client-go's observedTime)."""

@@ -32,7 +32,7 @@ from kubernetes.client.exceptions import ApiException
 from homeostat.api.durations import parse_duration
 from homeostat.api.policy import PolicySpec
 from homeostat.api.status import PolicyStatus
-from homeostat.operator.kube import KUBE_ERRORS, KubeApi, describe, error_reason
+from homeostat.operator.kube import KubeApi
 from homeostat.operator.leadership import Leadership, LeadershipLost
 from homeostat.operator.metrics import OperatorMetrics
 from homeostat.operator.monitor import CycleResult, PolicyMonitor
@@ -43,6 +43,7 @@ from homeostat.operator.settings import OperatorSettings
 from homeostat.operator.settling import verify_shortfalls
 from homeostat.operator.tenancy import namespace_problems
 from homeostat.operator.validation import InvalidSpec, SpecProblem, validate_spec
+from homeostat.playbooks.kube import KUBE_ERRORS, describe, error_reason
 from homeostat.playbooks.remediator import Remediator
 from homeostat.playbooks.runner import EmitEvent, PolicyInfo, TargetInfo, remediate
 

@@ -11,18 +11,17 @@ what makes a restart safe: a new process reads the same Incidents and goes on.
 - Status writes carry the resourceVersion they were decided on. A 409 whose fresh copy has the
   same status (someone annotated the Incident meanwhile) is retried on the fresh copy; a 409
   whose status changed raises `Conflict`: the runner then decides again on fresh data.
-- 429, 5xx and connection errors are retried with capped exponential backoff.
+- 429, 5xx and connection errors are retried with capped exponential backoff (`INCIDENT_CALLS`,
+  through the one Kubernetes layer, `playbooks/kube.py`); a 409 is never retried blindly.
 
 The official client blocks, so every call runs in a worker thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
-import random
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from pydantic import ValidationError
 from homeostat.api.base import API_VERSION, GROUP, VERSION
 from homeostat.api.incident import IncidentSpec, IncidentStatus, InvolvedSeries
 from homeostat.api.times import compact_time, format_time
+from homeostat.playbooks import kube
 from homeostat.playbooks.machine import IncidentView
 
 logger = logging.getLogger(__name__)
@@ -98,37 +98,25 @@ def parse_incident(obj: Mapping[str, Any]) -> IncidentView | None:
     )
 
 
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, ApiException):
-        return exc.status in (429, 0, None) or 500 <= (exc.status or 0) <= 599
-    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+INCIDENT_CALLS = kube.Retry(retry_on=kube.transient, attempts=5, base=0.2, cap=5.0, jitter=True, retry_after=False)
+"""The store's calls: 429, 5xx and no answer, five attempts, 0.2 s doubling to 5 s; conflicts are
+handled by each write (same status: again on the fresh copy; else `Conflict`)."""
 
 
 class IncidentStore:
     """Reads and writes Incidents and posts Events; every call names its namespace."""
 
-    def __init__(self, api_client: client.ApiClient, *, attempts: int = 5, base_delay: float = 0.2,
-                 max_delay: float = 5.0, request_timeout: float = 30.0) -> None:
+    def __init__(self, api_client: client.ApiClient, *, retry: kube.Retry = INCIDENT_CALLS,
+                 request_timeout: float = 30.0) -> None:
         self._custom: Any = client.CustomObjectsApi(api_client)
         self._core: Any = client.CoreV1Api(api_client)
-        self.attempts = attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
+        self.retry = retry
         self.timeout = request_timeout
         self.instance = os.environ.get("HOSTNAME") or "homeostat"
 
     async def _call(self, operation: Callable[[], T]) -> T:
-        """Run a blocking call in a thread, again after a backoff while the failure is transient."""
-        attempt = 0
-        while True:
-            try:
-                return await asyncio.to_thread(operation)
-            except (ApiException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
-                attempt += 1
-                if not _transient(exc) or attempt >= self.attempts:
-                    raise
-                ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-                await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
+        """Run a blocking call in a thread, retried per this store's policy."""
+        return await kube.call(operation, retry=self.retry)
 
     # --- reading ---------------------------------------------------------------------------------
 

@@ -26,10 +26,11 @@ import json
 import logging
 from typing import Any
 
+from homeostat.api.times import now_rfc3339
 from homeostat.lab.kube import errors
 from homeostat.lab.kube.registry import ResourceType
 from homeostat.lab.kube.selectors import selector_to_string
-from homeostat.lab.kube.store import Store, clone, now_rfc3339
+from homeostat.lab.kube.store import Store, clone
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ import asyncio
 import collections
 import copy
 import dataclasses
-import datetime
 import json
 import random
 import threading
@@ -33,6 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from homeostat.api.times import now_rfc3339
 from homeostat.lab.kube import builtins, errors, schema
 from homeostat.lab.kube.errors import FieldError
 from homeostat.lab.kube.patching import apply_patch
@@ -49,10 +49,6 @@ _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 CRD_GROUP_RESOURCE = ("apiextensions.k8s.io", "customresourcedefinitions")
 NAMESPACES = ("", "namespaces")
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def clone(obj: Any) -> Any:

@@ -10,17 +10,16 @@ UNKNOWN: it may have been applied, and it counts towards the cooldown and the ho
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from homeostat.playbooks import kube
 from homeostat.playbooks.base import ActionContext, ActionResult, Outcome
 from homeostat.playbooks.kube import AmbiguousWrite
 
@@ -41,8 +40,14 @@ Landed = Callable[[ActionContext, dict[str, Any]], Awaitable[ActionResult | None
 """After a write whose answer was lost, given the workload read back: the action's result when its
 key marker is there (having finished what the marker records, if need be), None when it is not."""
 
-READ_BACK_ATTEMPTS = 3  # reads of the workload after a lost answer (each retried by WorkloadApi on 5xx)
-READ_BACK_DELAY = 0.5  # seconds before the second read; doubled before the third
+
+def _api_failure(exc: BaseException) -> bool:
+    return isinstance(exc, ApiException | urllib3.exceptions.HTTPError)
+
+
+READ_BACK = kube.Retry(retry_on=_api_failure, attempts=3, base=0.5, cap=1.0, jitter=False, retry_after=False)
+"""Reads of the workload after a lost answer: on any API or HTTP error (each read retried by WorkloadApi
+on 5xx already), three in all, 0.5 s before the second, 1 s before the third."""
 
 
 def notes_of(obj: dict[str, Any]) -> dict[str, str]:
@@ -76,15 +81,6 @@ def paused(ctx: ActionContext) -> ActionResult:
 
 def already_done(ctx: ActionContext, what: str) -> ActionResult:
     return result(Outcome.SUCCEEDED, f"already done: {what} under key {ctx.key}", already=True)
-
-
-def parse_time(stamp: str) -> float:
-    """Unix seconds of an RFC 3339 timestamp as the API server writes them (`...Z`)."""
-    return datetime.fromisoformat(stamp).timestamp()
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def describe(exc: BaseException) -> str:
@@ -135,13 +131,8 @@ def marked_on_workload(annotation: str, what: str) -> Landed:
 
 
 async def read_back(ctx: ActionContext) -> dict[str, Any]:
-    """The workload, read again after a lost answer: up to READ_BACK_ATTEMPTS times."""
-    for attempt in range(READ_BACK_ATTEMPTS - 1):
-        try:
-            return await read_target(ctx)
-        except (ApiException, urllib3.exceptions.HTTPError):
-            await asyncio.sleep(READ_BACK_DELAY * 2**attempt)
-    return await read_target(ctx)
+    """The workload, read again after a lost answer, per `READ_BACK`."""
+    return await kube.retrying(lambda: read_target(ctx), retry=READ_BACK)
 
 
 async def _lost_answer(ctx: ActionContext, exc: AmbiguousWrite, landed: Landed | None) -> ActionResult:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeostat.api.times import now_rfc3339
 from homeostat.playbooks.actions.common import (
     ACTION_KEY,
     RESTARTED_AT,
     already_done,
     confirmed_by,
     is_paused,
-    now_rfc3339,
     paused,
     read_target,
     result,

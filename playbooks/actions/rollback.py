@@ -27,6 +27,7 @@ from typing import Any
 
 from homeostat.api.durations import format_duration, parse_duration
 from homeostat.api.policy import RollbackParams, WorkloadKind
+from homeostat.api.times import parse_time
 from homeostat.playbooks.actions.common import (
     ACTION_KEY,
     RESTARTED_AT,
@@ -36,7 +37,6 @@ from homeostat.playbooks.actions.common import (
     is_paused,
     marked_on_workload,
     notes_of,
-    parse_time,
     paused,
     read_target,
     result,

@@ -5,6 +5,7 @@ and builders for the contexts, workloads and HPAs the actions meet."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,7 @@ from homeostat.api.incident import InvolvedSeries
 from homeostat.api.policy import Step, TargetRef
 from homeostat.lab.harness import deployment, wait_until
 from homeostat.playbooks.base import ActionContext
-from homeostat.playbooks.kube import Backoff, WorkloadApi
+from homeostat.playbooks.kube import ACTION_CALLS, WorkloadApi
 
 APPS = "apps/v1"
 OPERATOR = f"homeostat/{homeostat.__version__}"
@@ -34,7 +35,7 @@ def api_client(cluster: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def api(api_client: Any) -> WorkloadApi:
-    return WorkloadApi(api_client, backoff=Backoff(attempts=4, base=0.02, cap=0.2))
+    return WorkloadApi(api_client, retry=dataclasses.replace(ACTION_CALLS, attempts=4, base=0.02, cap=0.2))
 
 
 def context(api: Any, action: str, *, kind: str = "Deployment", name: str = "web", namespace: str = "shop",

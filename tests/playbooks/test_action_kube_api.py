@@ -3,12 +3,14 @@ not, that a 409 re-reads before re-applying, and the selectors and preconditions
 
 from __future__ import annotations
 
+import dataclasses
+
 import kmock
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from homeostat.lab.harness import deployment
-from homeostat.playbooks.kube import Backoff, WorkloadApi, selector_string
+from homeostat.playbooks.kube import ACTION_CALLS, WorkloadApi, selector_string
 
 from .conftest import APPS, since
 
@@ -52,7 +54,7 @@ async def test_other_client_errors_are_not_retried(cluster, api, status):
 async def test_retries_are_bounded(cluster, api_client):
     cluster.apply(deployment("web"))
     cluster.handler["get", DEPLOYMENTS] << 503
-    api = WorkloadApi(api_client, backoff=Backoff(attempts=3, base=0.01, cap=0.02))
+    api = WorkloadApi(api_client, retry=dataclasses.replace(ACTION_CALLS, attempts=3, base=0.01, cap=0.02))
     mark = len(cluster.requests)
 
     with pytest.raises(ApiException):
@@ -62,7 +64,7 @@ async def test_retries_are_bounded(cluster, api_client):
 
 
 def test_backoff_doubles_up_to_its_cap_and_honours_retry_after():
-    backoff = Backoff(base=1.0, cap=4.0)
+    backoff = dataclasses.replace(ACTION_CALLS, base=1.0, cap=4.0)
     plain = ApiException(status=503)
     for attempt, (low, high) in {0: (0.5, 1.0), 1: (1.0, 2.0), 2: (2.0, 4.0), 10: (2.0, 4.0)}.items():
         assert all(low <= backoff.delay(attempt=attempt, exc=plain) <= high for _ in range(20))

@@ -5,6 +5,7 @@ Failed, and an outcome it cannot tell counts towards the cooldown (issue 11 item
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import threading
 import time
@@ -24,8 +25,8 @@ from homeostat.lab.harness import deployment
 from homeostat.playbooks.actions import ACTIONS, delete_pod, restart, scale_out
 from homeostat.playbooks.base import Outcome
 from homeostat.playbooks.guards import RemediationSlots
-from homeostat.playbooks.incidents import IncidentStore
-from homeostat.playbooks.kube import AmbiguousWrite, Backoff, WorkloadApi, may_have_landed
+from homeostat.playbooks.incidents import INCIDENT_CALLS, IncidentStore
+from homeostat.playbooks.kube import ACTION_CALLS, AmbiguousWrite, WorkloadApi, may_have_landed
 from homeostat.playbooks.remediator import Remediator
 from homeostat.playbooks.runner import PolicyInfo, TargetInfo, remediate
 
@@ -79,8 +80,9 @@ class World:
         self.policy_uid = cluster.get(API, "anomalypolicies", "shop", "web")["metadata"]["uid"]
         self.clock = Clock()
         self.deps = Remediator(
-            store=IncidentStore(client, base_delay=0.01), actions=ACTIONS, slots=RemediationSlots(5),
-            workload_api=WorkloadApi(client, backoff=Backoff(attempts=3, base=0.02, cap=0.1),
+            store=IncidentStore(client, retry=dataclasses.replace(INCIDENT_CALLS, base=0.01)), actions=ACTIONS,
+            slots=RemediationSlots(5),
+            workload_api=WorkloadApi(client, retry=dataclasses.replace(ACTION_CALLS, attempts=3, base=0.02, cap=0.1),
                                      request_timeout=TIMEOUT),
             clock=self.clock,
             claim_targets=False)  # the actions' own writes are under test: no claim write before them
@@ -208,7 +210,8 @@ async def test_a_write_whose_outcome_cannot_be_read_back_counts_towards_the_cool
 
 @pytest.fixture
 def quick_api(kube_client: Any) -> WorkloadApi:
-    return WorkloadApi(kube_client, backoff=Backoff(attempts=3, base=0.02, cap=0.1), request_timeout=TIMEOUT)
+    return WorkloadApi(kube_client, retry=dataclasses.replace(ACTION_CALLS, attempts=3, base=0.02, cap=0.1),
+                       request_timeout=TIMEOUT)
 
 
 async def test_a_scale_out_whose_marker_landed_late_finishes_the_change_it_records(cluster, quick_api):
@@ -254,7 +257,8 @@ async def test_a_connection_never_made_is_not_ambiguous(kube_client):
     config = kubernetes.client.Configuration()
     config.host, config.retries = f"http://127.0.0.1:{port}", 0
     with kubernetes.client.ApiClient(config) as nowhere:
-        api = WorkloadApi(nowhere, backoff=Backoff(attempts=2, base=0.01, cap=0.02), request_timeout=TIMEOUT)
+        api = WorkloadApi(nowhere, retry=dataclasses.replace(ACTION_CALLS, attempts=2, base=0.01, cap=0.02),
+                          request_timeout=TIMEOUT)
         with pytest.raises(urllib3.exceptions.HTTPError) as raised:
             await api.patch_template_annotations(namespace="shop", kind="Deployment", name="web",
                                                  annotations={"a": "b"})

@@ -20,7 +20,7 @@ from homeostat.lab.harness import deployment
 from homeostat.operator.metrics import OperatorMetrics
 from homeostat.playbooks.base import ActionContext, ActionResult, Outcome
 from homeostat.playbooks.guards import RemediationSlots
-from homeostat.playbooks.incidents import Conflict, IncidentStore
+from homeostat.playbooks.incidents import INCIDENT_CALLS, Conflict, IncidentStore
 from homeostat.playbooks.machine import Kind, Observations, SeriesNow, SignalNow
 from homeostat.playbooks.remediator import Remediator
 from homeostat.playbooks.runner import PolicyInfo, TargetInfo, remediate
@@ -124,7 +124,7 @@ class World:
         self.actions = FakeActions(cluster)
         self.metrics = OperatorMetrics()
         self.policy_events: list[tuple[str, str]] = []
-        self.store = IncidentStore(client, base_delay=0.01)
+        self.store = IncidentStore(client, retry=dataclasses.replace(INCIDENT_CALLS, base=0.01))
         self.deps = Remediator(store=self.store, actions=self.actions.registry(), scale_back=self.actions.make(
             Action.SCALE_OUT), slots=RemediationSlots(settings.pop("slots", 5)), metrics=self.metrics,
             clock=self.clock, **settings)
