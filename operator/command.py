@@ -225,4 +225,5 @@ def build_remediator(
         metrics=metrics,
         operator_dry_run=settings.dry_run,
         fence=leadership,
+        allowed_hosts=settings.host_allow_list,
     )

@@ -67,6 +67,7 @@ async def perform(cycle: Cycle, view: IncidentView, *, step_index: int, key: str
         dry_run=dry_run, summary=status_edits.summary(
             view, namespace=cycle.policy.namespace, policy=cycle.policy.name,
             what="escalated: a human is needed" if purpose == ActionPurpose.ESCALATION else what),
+        allowed_hosts=cycle.deps.allowed_hosts,
     )
     if implementation is None:
         result = ActionResult(outcome=Outcome.FAILED, message=f"no implementation of {step.action}")

@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from homeostat.api.hosts import HostAllowList
 from homeostat.api.incident import InvolvedSeries
 from homeostat.api.policy import Step, TargetRef
 
@@ -49,6 +50,7 @@ class ActionContext:
     anomaly_started_at: float  # unix seconds: when the first anomalous point of this incident was seen
     dry_run: bool
     summary: str  # one line for humans (notifications)
+    allowed_hosts: HostAllowList | None = None  # hosts a webhook URL may name (api/hosts.py); None: any
 
 
 class Action(Protocol):

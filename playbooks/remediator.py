@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from homeostat.api.hosts import HostAllowList
 from homeostat.api.policy import Action
 from homeostat.playbooks.actions import ACTIONS, notify, scale_out
 from homeostat.playbooks.base import ActionContext, ActionResult
@@ -74,6 +75,7 @@ class Remediator:
     operator_dry_run: bool = False
     clock: Callable[[], float] = time.time
     claim_targets: bool = True  # write the claim on the workload before each action (playbooks/claims.py)
+    allowed_hosts: HostAllowList | None = None  # hosts a webhook URL may name (--allow-host); None: any
 
 
 def operator_remediator(
@@ -84,6 +86,7 @@ def operator_remediator(
     metrics: RemediationMetrics,
     operator_dry_run: bool,
     fence: Fence | None,
+    allowed_hosts: HostAllowList,
 ) -> Remediator:
     """The operator's remediator: every action of `playbooks.actions`, scale-back, and the notice
     sent on escalation; at most `max_concurrent` incidents remediated at once.
@@ -101,4 +104,5 @@ def operator_remediator(
         metrics=metrics,
         fence=fence,
         operator_dry_run=operator_dry_run,
+        allowed_hosts=allowed_hosts,
     )

@@ -18,6 +18,7 @@ import httpx
 from kubernetes.client.exceptions import ApiException
 
 from homeostat import __version__
+from homeostat.api.hosts import host_and_port
 from homeostat.api.incident import IncidentPhase, InvolvedSeries
 from homeostat.api.policy import Webhook, WebhookFormat
 from homeostat.playbooks.actions.common import api_failures, is_paused, paused, read_target, result, where
@@ -134,6 +135,12 @@ async def _deliver(ctx: ActionContext, client: httpx.AsyncClient, index: int, ho
     url = url.strip()
     if not url.startswith(("http://", "https://")):
         return Delivery(index=index, secret=secret, ok=False, status=None, tries=0, error="not an http(s) URL")
+    if ctx.allowed_hosts is not None and not ctx.allowed_hosts.permits(url):
+        host, port = host_and_port(url)
+        shown = f"{host}:{port}" if port is not None else host
+        return Delivery(index=index, secret=secret, ok=False, status=None, tries=0,
+                        error=f"host {shown} is not in the operator's allow-list; not sent (ask the operator's "
+                              "admin to add it with --allow-host)")
     body = slack_body(ctx, phase) if hook.format == WebhookFormat.SLACK else json_body(ctx, phase)
     status, error, tries = await _post(client, url, body, key=ctx.key, backoff=backoff)
     ok = status is not None and 200 <= status < 300

@@ -4,6 +4,7 @@ retries on 5xx and connection errors (3 tries), and the URL never shown."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import http.server
 import json
 import logging
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from homeostat.api.hosts import HostAllowList
 from homeostat.api.incident import IncidentPhase, InvolvedSeries
 from homeostat.lab.harness import deployment
 from homeostat.lab.prometheus import free_port
@@ -188,3 +190,18 @@ async def test_notify_only_reads_the_workload_and_its_secret(cluster, api, recei
 
     assert [(r.method, r.path) for r in since(cluster, mark)] == [
         ("GET", "/apis/apps/v1/namespaces/shop/deployments/web"), ("GET", "/api/v1/namespaces/shop/secrets/hook")]
+
+
+async def test_a_webhook_host_outside_the_allow_list_is_never_posted_to(cluster, api, receiver):
+    cluster.apply(deployment("web"))
+    allowed, forged = receiver(), receiver()
+    secret(cluster, "ok", allowed.url)
+    secret(cluster, "forged", forged.url.replace("127.0.0.1", "localhost"))  # the same kind of server, another name
+    hosts = HostAllowList.of(prometheus_url="http://prometheus.monitoring:9090", patterns=["127.0.0.1"])
+
+    done = await notify.send(dataclasses.replace(notify_ctx(api, hook("ok"), hook("forged")), allowed_hosts=hosts))
+
+    assert done.outcome == Outcome.FAILED
+    assert "webhook 1 (secret forged/url)" in done.message and "allow-list" in done.message
+    assert "--allow-host" in done.message and TOKEN not in done.message
+    assert len(allowed.bodies) == 1 and forged.bodies == []
