@@ -14,6 +14,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from homeostat.api.base import DNS_LABEL_PATTERN, WireModel
 from homeostat.api.durations import Duration, parse_duration
+from homeostat.detectors.base import Direction as Direction  # which way a signal is bad: the detectors' own
 
 SIGNAL_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$"
 
@@ -21,14 +22,6 @@ SIGNAL_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$"
 class WorkloadKind(enum.StrEnum):
     DEPLOYMENT = "Deployment"
     STATEFULSET = "StatefulSet"
-
-
-class Direction(enum.StrEnum):
-    """Which way a signal is bad: latency and errors are bad when they go `up`."""
-
-    UP = "up"
-    DOWN = "down"
-    BOTH = "both"
 
 
 class SignalRole(enum.StrEnum):

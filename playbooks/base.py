@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from homeostat.api.hosts import HostAllowList
 from homeostat.api.incident import InvolvedSeries
@@ -52,6 +52,3 @@ class ActionContext:
     summary: str  # one line for humans (notifications)
     allowed_hosts: HostAllowList | None = None  # hosts a webhook URL may name (api/hosts.py); None: any
 
-
-class Action(Protocol):
-    async def __call__(self, ctx: ActionContext) -> ActionResult: ...
