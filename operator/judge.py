@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from homeostat.api.policy import GuardSpec, Signal
 from homeostat.api.status import SeriesStatus, SeriesVerdict, SignalStatus
 from homeostat.detectors import Verdict
+from homeostat.detectors._codec import finite_or_none
 from homeostat.detectors.confirmation import is_confirmed, judge_point
 from homeostat.operator.prometheus import Sample
 from homeostat.operator.series import SeriesState, SeriesTable
@@ -32,29 +33,21 @@ class SignalJudgement:
     detector_seconds: float = 0.0
 
 
-def _finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
 def _guard_breach(guard: GuardSpec | None, value: float) -> str | None:
-    if guard is None:
-        return None
-    if guard.above is not None and value > guard.above:
-        return f"guard: {value:.4g} > {guard.above:g}"
-    if guard.below is not None and value < guard.below:
-        return f"guard: {value:.4g} < {guard.below:g}"
-    return None
+    """`guard: 0.7 > 0.5` when `value` is beyond the signal's guard (`GuardSpec.crossed`)."""
+    crossed = guard.crossed(value) if guard is not None else None
+    return f"guard: {value:.4g} {crossed[0]} {crossed[1]:g}" if crossed is not None else None
 
 
 def _series_status(state: SeriesState, verdict: SeriesVerdict, reason: str, k: int) -> SeriesStatus:
     last = state.last_verdict
     return SeriesStatus(
         labels=state.labels,
-        value=_finite_or_none(state.last_value),
-        expected=_finite_or_none(last.expected) if last else None,
-        lower=_finite_or_none(last.lower) if last else None,
-        upper=_finite_or_none(last.upper) if last else None,
-        score=_finite_or_none(last.score) if last else None,
+        value=finite_or_none(state.last_value) if state.last_value is not None else None,
+        expected=finite_or_none(last.expected) if last else None,
+        lower=finite_or_none(last.lower) if last else None,
+        upper=finite_or_none(last.upper) if last else None,
+        score=finite_or_none(last.score) if last else None,
         verdict=verdict,
         reason=reason,
         anomalous_points=f"{state.anomalous_count}/{state.window.maxlen}",
