@@ -120,6 +120,18 @@ class GuardSpec(WireModel):
             raise ValueError("guard.below must be lower than guard.above")
         return self
 
+    def crossed(self, value: float) -> tuple[str, float] | None:
+        """`(">", above)` or `("<", below)` when `value` is beyond this guard; None within it.
+
+        The one rule for a guard, read by the judge (a breach is anomalous whatever the band)
+        and by verification (a breach is never recovered); each words its own message.
+        """
+        if self.above is not None and value > self.above:
+            return ">", self.above
+        if self.below is not None and value < self.below:
+            return "<", self.below
+        return None
+
 
 class Signal(WireModel):
     """One PromQL query. Each series it returns (e.g. `by (pod)`) gets its own detector."""

@@ -57,6 +57,7 @@ from homeostat.lab.timeline import (
     num,
     parse_time,
 )
+from homeostat.playbooks.verification import series_label
 
 logger = logging.getLogger(__name__)
 
@@ -199,11 +200,6 @@ def _panels(incident: IncidentRecord, recording: Recording, detected: float) -> 
                                        inv.get("labels") or {})
         panels.append(Panel(involved=dict(inv), series=series, since=since))
     return panels
-
-
-def series_label(labels: dict[str, str]) -> str:
-    """Labels as the operator writes them in messages: `{pod=a,zone=b}`."""
-    return "{" + ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "__name__") + "}" if labels else ""
 
 
 def _minus(a: float | None, b: float | None) -> float | None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 
 import promql_parser
 
+from homeostat.operator import promql
 from homeostat.operator.prometheus import Sample
 
 SELECTOR_LABEL = "__homeostat_selector"
@@ -61,7 +62,7 @@ def selectors_of(query: str) -> tuple[str, ...]:
         if isinstance(node, promql_parser.VectorSelector):
             found.setdefault(render_selector(node), None)
 
-    promql_parser.walk(promql_parser.parse(query), visit)
+    promql_parser.walk(promql.parse(query), visit)
     return tuple(found)
 
 

@@ -5,56 +5,62 @@ point anomalous whatever the baseline; a series is *confirmed* when at least k o
 points were anomalous. Missing, stale, NaN or Inf data is "no data": it is never anomalous,
 never learned, and it breaks a run of anomalous points, so nothing is ever acted on because
 of data we do not have.
+
+The judgement is made here once and read twice: its `status` goes to the policy's status
+(`policy_status.py`), its `observed` (a `playbooks.observations.SignalNow`: each series with a
+fresh finite point, its band and whether it is confirmed) and `anomaly_started_at` to the
+incident state machine (`CycleResult.observations` in `monitor.py`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from homeostat.api.policy import GuardSpec, Signal
+from homeostat.api.durations import format_duration
+from homeostat.api.policy import GuardSpec, Signal, SignalRole
 from homeostat.api.status import SeriesStatus, SeriesVerdict, SignalStatus
 from homeostat.detectors import Verdict
+from homeostat.detectors._codec import finite_or_none
 from homeostat.detectors.confirmation import is_confirmed, judge_point
 from homeostat.operator.prometheus import Sample
 from homeostat.operator.series import SeriesState, SeriesTable
+from homeostat.operator.settling import Settling
+from homeostat.playbooks.observations import SeriesNow, SignalNow
 
 MAX_SERIES_IN_STATUS = 20
 
 
 @dataclass
 class SignalJudgement:
-    """The outcome for one signal: its status and the confirmed series, most anomalous first."""
+    """The outcome for one signal: its status, what the state machine reads of it, and the
+    confirmed series, most anomalous first."""
 
     status: SignalStatus
+    observed: SignalNow
     confirmed: list[SeriesState] = field(default_factory=list)
+    # The data's time of the first anomalous point among the confirmed series (not the evaluation's:
+    # a point evaluated at e is the data at e - evaluationDelay, which a rollout's time is compared with).
+    anomaly_started_at: float | None = None
     detector_seconds: float = 0.0
 
 
-def _finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
 def _guard_breach(guard: GuardSpec | None, value: float) -> str | None:
-    if guard is None:
-        return None
-    if guard.above is not None and value > guard.above:
-        return f"guard: {value:.4g} > {guard.above:g}"
-    if guard.below is not None and value < guard.below:
-        return f"guard: {value:.4g} < {guard.below:g}"
-    return None
+    """`guard: 0.7 > 0.5` when `value` is beyond the signal's guard (`GuardSpec.crossed`)."""
+    crossed = guard.crossed(value) if guard is not None else None
+    return f"guard: {value:.4g} {crossed[0]} {crossed[1]:g}" if crossed is not None else None
 
 
 def _series_status(state: SeriesState, verdict: SeriesVerdict, reason: str, k: int) -> SeriesStatus:
     last = state.last_verdict
     return SeriesStatus(
         labels=state.labels,
-        value=_finite_or_none(state.last_value),
-        expected=_finite_or_none(last.expected) if last else None,
-        lower=_finite_or_none(last.lower) if last else None,
-        upper=_finite_or_none(last.upper) if last else None,
-        score=_finite_or_none(last.score) if last else None,
+        value=finite_or_none(state.last_value) if state.last_value is not None else None,
+        expected=finite_or_none(last.expected) if last else None,
+        lower=finite_or_none(last.lower) if last else None,
+        upper=finite_or_none(last.upper) if last else None,
+        score=finite_or_none(last.score) if last else None,
         verdict=verdict,
         reason=reason,
         anomalous_points=f"{state.anomalous_count}/{state.window.maxlen}",
@@ -70,15 +76,18 @@ def judge_signal(
     now: float,
     staleness: float,
     confirm_k: int,
+    settling: Settling,
 ) -> SignalJudgement:
     """Feed this cycle's samples to their detectors and judge the signal.
 
-    `samples` is None when the query failed; `no_data_reason` then says why.
+    `samples` is None when the query failed; `no_data_reason` then says why. `settling` is the
+    signal's settling time; its evaluationDelay and interval also date the anomaly's first point.
     """
     table.refused = 0
     rows: list[tuple[float, SeriesStatus]] = []
     seen: set[int] = set()
     anomalous_now: set[int] = set()  # series whose fresh, finite point of this cycle is anomalous
+    fresh: dict[int, SeriesNow] = {}  # series with a fresh, finite point this cycle, as the state machine reads it
     detector_seconds = 0.0
 
     for sample in samples or []:
@@ -115,7 +124,12 @@ def judge_signal(
             kind, reason = SeriesVerdict.LEARNING, verdict.reason
         else:
             kind, reason = SeriesVerdict.NORMAL, verdict.reason
-        rows.append((verdict.score + (1.0 if anomalous else 0.0), _series_status(state, kind, reason, confirm_k)))
+        row = _series_status(state, kind, reason, confirm_k)
+        rows.append((verdict.score + (1.0 if anomalous else 0.0), row))
+        fresh[id(state)] = SeriesNow(
+            labels=dict(state.labels), value=sample.value, anomalous=anomalous, expected=row.expected,
+            lower=row.lower, upper=row.upper, score=row.score, points=tuple(state.recent),
+        )
 
     for state in table:
         if id(state) in seen:
@@ -160,8 +174,26 @@ def judge_signal(
         anomalous_series=counts[SeriesVerdict.ANOMALOUS],
         series=series[:MAX_SERIES_IN_STATUS],
         message=message,
+        settling_time=format_duration(settling.seconds),
+        settling_basis=settling.explain(),
     )
-    return SignalJudgement(status=status, confirmed=confirmed, detector_seconds=detector_seconds)
+    # For the state machine: the series with a fresh finite point, in the table's order; no such
+    # series means no data, whatever the verdict.
+    confirmed_now = {id(state) for state in confirmed}
+    observed_series = tuple(
+        replace(series_now, confirmed=True) if id(state) in confirmed_now else series_now
+        for state in table if (series_now := fresh.get(id(state))) is not None
+    )
+    usable = overall != SeriesVerdict.NO_DATA and bool(observed_series)
+    observed = SignalNow(
+        name=signal.name, usable=usable, verdict=str(overall), reason=message or ("" if usable else "no fresh data"),
+        series=observed_series, context=signal.role == SignalRole.CONTEXT, settling=settling.seconds,
+    )
+    at = now - settling.delay  # the data's time of this cycle's point
+    anomaly_started = min((at - (len(state.window) - 1 - list(state.window).index(True)) * settling.interval
+                   for state in confirmed), default=None)
+    return SignalJudgement(status=status, observed=observed, confirmed=confirmed, anomaly_started_at=anomaly_started,
+                           detector_seconds=detector_seconds)
 
 
 def backfill_series(

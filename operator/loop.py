@@ -35,10 +35,9 @@ from homeostat.api.status import PolicyStatus
 from homeostat.operator.kube import KubeApi
 from homeostat.operator.leadership import Leadership, LeadershipLost
 from homeostat.operator.metrics import OperatorMetrics
-from homeostat.operator.monitor import CycleResult, PolicyMonitor
+from homeostat.operator.monitor import CycleResult, Feedback, PolicyMonitor
 from homeostat.operator.policy_status import cycle_status, invalid_status
 from homeostat.operator.prometheus import PrometheusSource, SourcePool
-from homeostat.operator.remediation import Feedback, observations
 from homeostat.operator.settings import OperatorSettings
 from homeostat.operator.settling import verify_shortfalls
 from homeostat.operator.tenancy import namespace_problems
@@ -368,7 +367,7 @@ async def _remediate(
     try:
         report = await remediate(
             policy=PolicyInfo(namespace=ref.namespace, name=ref.name, uid=ref.uid), spec=monitor.spec,
-            obs=observations(result, monitor), target=target, deps=deps.remediation, feedback=feedback,
+            obs=result.observations(), target=target, deps=deps.remediation, feedback=feedback,
             emit=reporter.emit, fresh_until=fresh_until,
         )
     except asyncio.CancelledError:

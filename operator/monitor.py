@@ -2,7 +2,13 @@
 
 A `PolicyMonitor` owns the per-series detector tables of one policy's signals. It knows
 nothing of Kubernetes: it is given a Prometheus source and a clock, and returns what it
-found, which `loop.py` writes to the policy's status.
+found: a `CycleResult`, which `loop.py` writes to the policy's status (`signals`) and hands to
+the incident state machine (`observations()`, built from the judge's verdicts, not recomputed).
+
+`Feedback` goes the other way: it applies an Incident's `homeostat.dev/verdict=false-positive`
+to the detectors of its series, once per detector: the detectors are rebuilt (and back-filled)
+after a restart or a spec edit, so a verdict recorded on an Incident is applied again to the new
+ones; it is counted in the metrics only once, when the runner records it.
 """
 
 from __future__ import annotations
@@ -11,11 +17,12 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from homeostat.api.durations import format_duration, parse_duration
+from homeostat.api.durations import parse_duration
 from homeostat.api.policy import Absent, PartialResponsePolicy, PolicySpec, Signal
 from homeostat.api.status import SignalStatus
+from homeostat.api.times import parse_time
 from homeostat.detectors import Detector, create
 from homeostat.operator.freshness import FreshnessCheck, grouping_of
 from homeostat.operator.judge import SignalJudgement, backfill_series, judge_signal
@@ -28,8 +35,10 @@ from homeostat.operator.prometheus import (
     RangeSeries,
     Sample,
 )
-from homeostat.operator.series import SeriesTable
+from homeostat.operator.series import SeriesTable, series_key
 from homeostat.operator.settling import Settling, settling_times
+from homeostat.playbooks.machine import IncidentView
+from homeostat.playbooks.observations import Observations
 
 
 @dataclass
@@ -48,6 +57,23 @@ class CycleResult:
     @property
     def confirmed(self) -> list[str]:
         return [name for name, judgement in self.judgements.items() if judgement.confirmed]
+
+    def observations(self) -> Observations:
+        """What this cycle saw, for the state machine: each signal as judged, no data for all of
+        them when Prometheus did not answer, and when the anomaly began."""
+        signals = {name: judgement.observed for name, judgement in self.judgements.items()}
+        if self.unavailable:
+            signals = {name: replace(signal, usable=False, verdict="no-data", reason=self.unavailable)
+                       for name, signal in signals.items()}
+        # When the anomaly began is the symptom's start: load rising before a bad rollout must not make
+        # the rollback think the anomaly predates the release. Context signals date it only when no
+        # symptom is confirmed.
+        started = [j.anomaly_started_at for j in self.judgements.values()
+                   if j.anomaly_started_at is not None and not j.observed.context]
+        context_started = [j.anomaly_started_at for j in self.judgements.values()
+                           if j.anomaly_started_at is not None and j.observed.context]
+        return Observations(at=self.evaluated_at, signals=signals,
+                            anomaly_started_at=min(started or context_started, default=None))
 
 
 def _detector_factory(signal: Signal) -> Callable[[], Detector]:
@@ -187,11 +213,9 @@ class PolicyMonitor:
             judgement = judge_signal(
                 signal=signal, table=table, samples=samples, no_data_reason=reason,
                 now=now, staleness=self.staleness, confirm_k=self.spec.confirm.k,
+                settling=self.settling[signal.name],
             )
             table.expire(now=now)
-            settling = self.settling[signal.name]
-            judgement.status.settling_time = format_duration(settling.seconds)
-            judgement.status.settling_basis = settling.explain()
             result.judgements[signal.name] = judgement
             self.metrics.detector_seconds.labels(signal.detector.name).inc(judgement.detector_seconds)
             self.metrics.series_tracked.labels(self.namespace, self.name, signal.name).set(len(table))
@@ -233,3 +257,30 @@ class PolicyMonitor:
         if len(stale) == len(assessed):
             return None, stale[0]  # all of it too old: the signal has no data, and says why
         return assessed, ""
+
+
+class Feedback:
+    """Marks the series of a false-positive Incident on the monitor's detectors, once each."""
+
+    def __init__(self, monitor: PolicyMonitor) -> None:
+        self.monitor = monitor
+        self.applied: dict[str, int] = {}  # incident -> series marked
+
+    def __call__(self, incident: IncidentView) -> int:
+        """How many of the incident's series are marked; marked on the first call only, so a
+        cycle that must write the Incident again (a conflict) neither marks twice nor says 0."""
+        if incident.name in self.applied:
+            return self.applied[incident.name]
+        t = parse_time(incident.spec.detected_at)
+        marked = 0
+        for series in incident.spec.involved:
+            table = self.monitor.tables.get(series.signal)
+            if table is None or series.observed is None:
+                continue
+            state = table.states.get(series_key(series.labels))
+            if state is None:
+                continue
+            state.detector.mark_false_positive(t, series.observed)
+            marked += 1
+        self.applied[incident.name] = marked
+        return marked

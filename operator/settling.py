@@ -10,7 +10,8 @@ has passed: `reach` is how far back from its evaluation time the query reads (th
 window, a subquery's range on top of its inner expression's reach, plus any `offset`). Judging a
 point before that judges a window that is partly pre-action data (docs/playbooks.md).
 
-The query is read with `promql-parser` (the Rust parser of GreptimeDB, compiled for Python).
+The query is read with `promql-parser` (the Rust parser of GreptimeDB, compiled for Python),
+parsed once for this and the freshness check (`promql.py`).
 A name that follows the recording-rule convention `level:metric:operations` has its window out
 of sight in a rule file; when the operations end in a duration (`job:errors:rate5m`) that is
 taken, otherwise `RULE_WINDOW`; both get `RULE_EVALUATION` added for the rule's own cycle.
@@ -34,6 +35,7 @@ import promql_parser
 
 from homeostat.api.durations import format_duration, parse_duration
 from homeostat.api.policy import PolicySpec, Signal
+from homeostat.operator import promql
 
 RULE_WINDOW = 300.0
 """Assumed window of a recording rule whose name does not give one (Prometheus' usual `[5m]`)."""
@@ -136,7 +138,7 @@ def _reach(node: Any) -> QueryReach:
 def query_reach(query: str) -> QueryReach:
     """How far back from its evaluation time `query` reads (see the module docstring)."""
     try:
-        tree = promql_parser.parse(query)
+        tree = promql.parse(query)
     except ValueError as exc:
         # Prometheus itself is the judge of the PromQL (a rejected query is reported as such);
         # extensions the parser does not know (MetricsQL) still get a conservative reach.

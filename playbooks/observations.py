@@ -1,7 +1,8 @@
 """What the incident state machine is told about the signals each cycle: observations. Pure data.
 
-The operator builds them from a cycle's verdicts (`operator/remediation.py`); the state machine
-(`machine.py`) and verification (`verification.py`) read them. Per signal: whether there is fresh
+The operator's judge makes them with each cycle's verdicts (`operator/judge.py`, handed over by
+`CycleResult.observations()` in `operator/monitor.py`); the state machine (`machine.py`) and
+verification (`verification.py`) read them. Per signal: whether there is fresh
 data at all, its verdict, its settling time, and each series with a fresh finite point: value,
 band, confirmation, and its last n points with the time each was evaluated.
 """

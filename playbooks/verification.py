@@ -28,7 +28,7 @@ per-pod series is verified on the new pods instead of passing on no data.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from homeostat.api.durations import format_duration, parse_duration
@@ -45,6 +45,7 @@ class Recovery(enum.StrEnum):
 
 
 def series_label(labels: Mapping[str, str]) -> str:
+    """Labels as the operator writes them in messages: `{pod=a,zone=b}` (`__name__` left out)."""
     return "{" + ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "__name__") + "}" if labels else ""
 
 
@@ -58,14 +59,9 @@ def outside_band(direction: str, value: float, series: InvolvedSeries) -> str | 
 
 
 def guard_breach(signal: Signal, value: float) -> str | None:
-    guard = signal.guard
-    if guard is None:
-        return None
-    if guard.above is not None and value > guard.above:
-        return f"{value:.4g} > guard {guard.above:g}"
-    if guard.below is not None and value < guard.below:
-        return f"{value:.4g} < guard {guard.below:g}"
-    return None
+    """`0.7 > guard 0.5` when `value` is beyond the signal's guard (`GuardSpec.crossed`, as the judge)."""
+    crossed = signal.guard.crossed(value) if signal.guard is not None else None
+    return f"{value:.4g} {crossed[0]} guard {crossed[1]:g}" if crossed is not None else None
 
 
 def _problem(signal: Signal, value: float, band: InvolvedSeries) -> str | None:
@@ -97,6 +93,23 @@ def _by_signal(spec: IncidentSpec) -> dict[str, list[InvolvedSeries]]:
     if not grouped:
         grouped[spec.signal] = []
     return grouped
+
+
+def _signals(
+    spec: IncidentSpec, obs: Observations, policy: PolicySpec,
+) -> Iterator[tuple[str, Signal, list[InvolvedSeries], SignalNow | str]]:
+    """Each signal of the incident that the policy still watches: its name, spec and involved
+    series, and what is seen of it this cycle, or why nothing usable is (`name: reason`)."""
+    signals = {s.name: s for s in policy.signals}
+    for name, involved in _by_signal(spec).items():
+        signal = signals.get(name)
+        if signal is None:
+            continue  # the policy no longer watches it
+        now = obs.signals.get(name)
+        if now is None or not now.usable:
+            yield name, signal, involved, f"{name}: {(now.reason if now else '') or 'no data'}"
+        else:
+            yield name, signal, involved, now
 
 
 def _judged(involved: Sequence[InvolvedSeries], now: SignalNow) -> list[tuple[str, SeriesNow, InvolvedSeries]]:
@@ -161,17 +174,12 @@ def recovered_now(spec: IncidentSpec, obs: Observations, policy: PolicySpec) -> 
     the picture), no series of it may be confirmed anomalous now, and each involved series seen
     now must be inside its recorded band on the watched side and within the signal's guard.
     """
-    signals = {s.name: s for s in policy.signals}
     missing: list[str] = []
     problems: list[str] = []
     checked: list[str] = []
-    for name, involved in _by_signal(spec).items():
-        signal = signals.get(name)
-        now = obs.signals.get(name)
-        if signal is None:
-            continue  # the policy no longer watches it
-        if now is None or not now.usable:
-            missing.append(f"{name}: {(now.reason if now else '') or 'no data'}")
+    for name, signal, involved, now in _signals(spec, obs, policy):
+        if isinstance(now, str):
+            missing.append(now)
             continue
         checked.append(name)
         if now.confirmed:
@@ -199,19 +207,14 @@ def judge_verification(
     spec: IncidentSpec, obs: Observations, policy: PolicySpec, *, landed: float,
 ) -> tuple[Recovery, str]:
     """After a step landed and its window passed: did it help? See the module docstring."""
-    signals = {s.name: s for s in policy.signals}
     k = policy.confirm.k
     missing: list[str] = []
     problems: list[str] = []
     pending: list[str] = []
     checked: list[str] = []
-    for name, involved in _by_signal(spec).items():
-        signal = signals.get(name)
-        now = obs.signals.get(name)
-        if signal is None:
-            continue
-        if now is None or not now.usable:
-            missing.append(f"{name}: {(now.reason if now else '') or 'no data'}")
+    for name, signal, involved, now in _signals(spec, obs, policy):
+        if isinstance(now, str):
+            missing.append(now)
             continue
         if not involved:  # an incident recorded without its series: the signal's confirmation decides
             (problems if now.confirmed else checked).append(name if not now.confirmed
@@ -253,17 +256,12 @@ def back_in_band(spec: IncidentSpec, obs: Observations, policy: PolicySpec) -> t
     the count starts again); (None, why) no data, or a newest point outside without k: no
     change, so a lone blip of a noisy series neither starts nor breaks the count.
     """
-    signals = {s.name: s for s in policy.signals}
     k = policy.confirm.k
     undecided: list[str] = []
     checked: list[str] = []
-    for name, involved in _by_signal(spec).items():
-        signal = signals.get(name)
-        now = obs.signals.get(name)
-        if signal is None:
-            continue
-        if now is None or not now.usable:
-            return None, f"no data for {name}: {(now.reason if now else '') or 'no data'}"
+    for name, signal, involved, now in _signals(spec, obs, policy):
+        if isinstance(now, str):
+            return None, f"no data for {now}"
         if not involved:
             if now.confirmed:
                 return False, f"{name} still confirmed anomalous"

@@ -10,6 +10,9 @@ from homeostat.detectors import Verdict
 from homeostat.operator.judge import backfill_series, judge_signal
 from homeostat.operator.prometheus import Sample
 from homeostat.operator.series import SeriesTable
+from homeostat.operator.settling import QueryReach, Settling
+
+SETTLING = Settling(signal="s", seconds=1.0, reach=QueryReach(0.0, True, ""), delay=0.0, interval=1.0)
 
 
 class ThresholdDetector:
@@ -48,7 +51,7 @@ def _table(max_series: int = 10) -> SeriesTable:
 def _judge(table: SeriesTable, samples: list[Sample] | None, now: float, signal: Signal | None = None,
            reason: str = "") -> Any:
     return judge_signal(signal=signal or Signal(name="s", query="q"), table=table, samples=samples,
-                        no_data_reason=reason, now=now, staleness=3.0, confirm_k=2)
+                        no_data_reason=reason, now=now, staleness=3.0, confirm_k=2, settling=SETTLING)
 
 
 def _sample(value: float, pod: str = "a", t: float = 0.0) -> Sample:

@@ -10,9 +10,8 @@ from homeostat.api.policy import PolicySpec
 from homeostat.api.times import format_time
 from homeostat.detectors import Verdict
 from homeostat.operator.metrics import OperatorMetrics
-from homeostat.operator.monitor import PolicyMonitor
+from homeostat.operator.monitor import Feedback, PolicyMonitor
 from homeostat.operator.prometheus import PrometheusUnavailable, Sample
-from homeostat.operator.remediation import Feedback, observations
 from homeostat.playbooks.machine import IncidentView
 
 T0 = 1_800_000_000.0
@@ -69,7 +68,7 @@ async def test_observations_carry_values_bands_and_confirmation() -> None:
         source.values = values
         results.append(await m.evaluate())
         clock[0] += 1
-    obs = observations(results[-1], m)
+    obs = results[-1].observations()
     latency = obs.signals["latency"]
     assert latency.usable and latency.confirmed and obs.confirmed == ["latency"]
     a = latency.find({"pod": "a"})
@@ -78,14 +77,14 @@ async def test_observations_carry_values_bands_and_confirmation() -> None:
 
     source.values = {"b": 5.0}  # pod a gone: its series has no fresh point
     clock[0] += 1
-    obs = observations(await m.evaluate(), m)
+    obs = (await m.evaluate()).observations()
     assert obs.signals["latency"].find({"pod": "a"}) is None and obs.signals["latency"].usable
 
 
 async def test_prometheus_down_is_no_data_for_every_signal() -> None:
     m, source, _ = monitor()
     source.values = None
-    obs = observations(await m.evaluate(), m)
+    obs = (await m.evaluate()).observations()
     assert not obs.signals["latency"].usable and "unreachable" in obs.signals["latency"].reason
     assert obs.confirmed == []
 
@@ -116,5 +115,5 @@ async def test_the_anomaly_starts_at_the_data_time_not_the_evaluation_time() -> 
         source.values = values
         results.append(await m.evaluate())
         clock[0] += 1
-    obs = observations(results[-1], m)
+    obs = results[-1].observations()
     assert obs.confirmed == ["latency"] and obs.anomaly_started_at == T0 + 1 - 10
