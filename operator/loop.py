@@ -242,6 +242,9 @@ async def run_policy(
                 emit(type="Normal", reason="MonitorStarted",
                      message=f"watching {len(spec.signals)} signals every {spec.interval}; "
                              f"back-filled {learned} points")
+                if monitor.backfill_notes:  # learning from live data only, for those signals: say why
+                    emit(type="Warning", reason="BackfillIncomplete", message="; ".join(
+                        f"signal {name!r}: {note}" for name, note in monitor.backfill_notes.items()))
                 schedule = time.monotonic()
             assert monitor is not None
             interval = max(monitor.spec.interval_seconds, deps.settings.status_interval_floor)
