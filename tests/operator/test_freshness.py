@@ -1,5 +1,5 @@
 """The pieces behind fresh, complete data: the selectors a query reads and the age of their samples,
-what makes an answer partial, and URLs fit for messages. End to end: tests/runtime/test_fresh_data.py."""
+what makes an answer partial, and URLs fit for messages. End to end: tests/operator/test_fresh_data.py."""
 
 from __future__ import annotations
 
