@@ -341,6 +341,9 @@ def _verifying(incident: IncidentView, obs: Observations, policy: PolicySpec, fa
     if recovery == Recovery.PENDING:
         return Decision(kind=Kind.WAIT, incident=incident.name, step=index, message=f"verifying {what}: {why}")
     if recovery == Recovery.RECOVERED:
+        record = _landed_step(incident)
+        if record is not None and record.dry_run:  # nothing was done: the step did not help, time did
+            why = f"recovered on its own: {what} ran in dry run and changed nothing; {why}"
         return Decision(kind=Kind.RESOLVE, incident=incident.name, step=index, message=why)
     return Decision(kind=Kind.NEXT_STEP, incident=incident.name, step=index,
                     message=f"not recovered after {what}: {why}")

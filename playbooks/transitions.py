@@ -58,8 +58,9 @@ async def on_reopen(cycle: Cycle, d: Decision, now: float) -> None:
     view = cycle.view(d.incident)
 
     def mutate(s: IncidentStatus) -> None:
+        # A dry-run step changed nothing, so a recurrence says nothing of it: the same step again.
         helped = any(r.step == s.current_step and r.purpose == ActionPurpose.STEP
-                     and r.state in (ActionState.SUCCEEDED, ActionState.DRY_RUN) for r in s.actions)
+                     and r.state == ActionState.SUCCEEDED for r in s.actions)
         if helped:  # it came back after this step: go on with the next one
             s.current_step += 1
         status_edits.enter(s, IncidentPhase.DETECTED, now)

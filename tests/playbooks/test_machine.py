@@ -509,3 +509,15 @@ def test_a_lone_blip_neither_starts_nor_breaks_the_count_after_an_escalation() -
     counting = escalated(back_in_band_since=format_time(NOW - 30))
     assert run([counting], observe(latency=blip, errors=NORMAL)).kind == Kind.IDLE  # count goes on
     assert run([escalated()], observe(latency=blip, errors=NORMAL)).kind == Kind.IDLE  # nor does it start one
+
+
+def test_a_recovery_after_a_dry_run_step_is_not_credited_to_it() -> None:
+    dry = record(0, ActionState.DRY_RUN)
+    dry.dry_run = True
+    view = incident(IncidentPhase.VERIFYING, actions=[dry], landed_at=format_time(NOW - 121),
+                    verify_until=format_time(NOW - 1))
+    d = run([view], observe(latency=NORMAL, errors=NORMAL))
+    assert d.kind == Kind.RESOLVE
+    assert "recovered on its own: step 1 restart ran in dry run and changed nothing" in d.message
+    real = run([verifying(NOW - 1)], observe(latency=NORMAL, errors=NORMAL))
+    assert real.kind == Kind.RESOLVE and "on its own" not in real.message

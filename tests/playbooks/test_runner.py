@@ -336,6 +336,18 @@ async def test_a_recurrence_reopens_and_goes_on_with_the_next_step(world: World)
     assert "Reopened" in [e.event for e in status.timeline]
 
 
+async def test_a_recurrence_after_a_dry_run_step_runs_the_same_step_again(cluster: Any, kube_client: Any) -> None:
+    world = World(cluster, kube_client, operator_dry_run=True)
+    await world.cycle(HIGH)
+    await world.cycle(HIGH)  # landed at once: nothing was done
+    await world.cycle(NORMAL, advance=31)
+    status = world.status()
+    assert status.phase == "Resolved" and "recovered on its own" in status.message
+    await world.cycle(HIGH, advance=120)
+    assert world.status().reopened == 1
+    assert [(c[0], c[2]) for c in world.actions.calls] == [("restart", True), ("restart", True)]
+
+
 async def test_prometheus_down_during_verification_neither_resolves_nor_escalates(world: World) -> None:
     await world.cycle(HIGH)
     for _ in range(3):
