@@ -281,9 +281,8 @@ def rollout_in_progress(workload: Mapping[str, Any], *, kind: str) -> str | None
     """What says a new pod template is still being rolled out, or None.
 
     Not availability: a crash-looping workload whose pods all run the current template is not
-    rolling out (a restart is what it may need); nor pods missing with none of an older template
-    left (a new workload, a scale-up). A workload the controller has not reported on (no
-    `observedGeneration`) is not said to be rolling.
+    rolling out (a restart is what it may need). A workload the controller has not reported on
+    (no `observedGeneration`) is not said to be rolling.
 
     >>> rollout_in_progress({"spec": {"replicas": 3}, "status": {"observedGeneration": 1, "updatedReplicas": 1,
     ...                      "replicas": 4}}, kind="Deployment")
@@ -304,7 +303,7 @@ def rollout_in_progress(workload: Mapping[str, Any], *, kind: str) -> str | None
             return f"revision {update} is replacing {current}"
         return None
     updated, total = status.get("updatedReplicas") or 0, status.get("replicas") or 0
-    if total > updated:  # pods of an older template remain (missing pods alone are a scale-up, not a rollout)
+    if updated < desired or total > updated:
         return f"{updated} of {desired} replicas run the newest pod template"
     return None
 
