@@ -277,37 +277,6 @@ def rolled_out(workload: Mapping[str, Any], *, kind: str) -> bool:
     return updated >= desired and total == updated and (status.get("availableReplicas") or 0) >= updated
 
 
-def rollout_in_progress(workload: Mapping[str, Any], *, kind: str) -> str | None:
-    """What says a new pod template is still being rolled out, or None.
-
-    Not availability: a crash-looping workload whose pods all run the current template is not
-    rolling out (a restart is what it may need). A workload the controller has not reported on
-    (no `observedGeneration`) is not said to be rolling.
-
-    >>> rollout_in_progress({"spec": {"replicas": 3}, "status": {"observedGeneration": 1, "updatedReplicas": 1,
-    ...                      "replicas": 4}}, kind="Deployment")
-    '1 of 3 replicas run the newest pod template'
-    >>> rollout_in_progress({"spec": {"replicas": 3}, "status": {"observedGeneration": 1, "updatedReplicas": 3,
-    ...                      "replicas": 3, "availableReplicas": 0}}, kind="Deployment") is None
-    True
-    """
-    meta, spec, status = workload.get("metadata") or {}, workload.get("spec") or {}, workload.get("status") or {}
-    if "observedGeneration" not in status:
-        return None
-    if status["observedGeneration"] < (meta.get("generation") or 0):
-        return f"the controller has not yet acted on generation {meta.get('generation')}"
-    desired = spec["replicas"] if spec.get("replicas") is not None else 1
-    if kind == WorkloadKind.STATEFULSET:
-        update, current = status.get("updateRevision"), status.get("currentRevision")
-        if update is not None and current is not None and update != current:
-            return f"revision {update} is replacing {current}"
-        return None
-    updated, total = status.get("updatedReplicas") or 0, status.get("replicas") or 0
-    if updated < desired or total > updated:
-        return f"{updated} of {desired} replicas run the newest pod template"
-    return None
-
-
 # --- the calls on workloads, pods, HPAs and Secrets ----------------------------------------------
 
 

@@ -22,7 +22,6 @@ from homeostat.playbooks.actions.common import (
     where,
 )
 from homeostat.playbooks.base import ActionContext, ActionResult, Outcome
-from homeostat.playbooks.kube import rollout_in_progress
 
 
 def template_notes(obj: dict[str, Any]) -> dict[str, str]:
@@ -50,10 +49,6 @@ async def perform(ctx: ActionContext) -> ActionResult:
         return already_done(ctx, f"restart of {where(ctx)} (restartedAt {notes.get(RESTARTED_AT)})")
     if obj["spec"].get("paused"):  # kubectl refuses too: the new template would not roll out
         return result(Outcome.SKIPPED, f"{where(ctx)} has its rollout paused (spec.paused): a restart would not roll")
-    rolling = rollout_in_progress(obj, kind=ctx.target.kind)
-    if rolling is not None:  # a restart now would push the new template to every pod at once
-        return result(Outcome.SKIPPED, f"{where(ctx)} is rolling out a new pod template ({rolling}): a restart would "
-                      "finish that rollout on every pod; not restarting (a rollback step fits a bad release)")
     stamp = now_rfc3339()
     if ctx.dry_run:
         return result(Outcome.DRY_RUN, f"would restart {where(ctx)}: pod-template annotation {RESTARTED_AT}={stamp}",

@@ -15,7 +15,7 @@ import homeostat.detectors
 from homeostat.detectors.base import BaseDetector
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-RUNTIME_WITH_EXAMPLES = ["homeostat.api.hosts", "homeostat.operator.prometheus", "homeostat.playbooks.kube"]
+RUNTIME_WITH_EXAMPLES = ["homeostat.api.hosts", "homeostat.operator.prometheus"]
 
 
 def _detector_modules() -> list[str]:
