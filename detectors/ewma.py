@@ -56,15 +56,7 @@ import math
 from typing import Any, ClassVar
 
 from ._codec import finite_or_none, none_or_float
-from .base import (
-    BaseDetector,
-    Direction,
-    Verdict,
-    directional_deviation,
-    gaussian_tail,
-    learning_verdict,
-    ratio_to_score,
-)
+from .base import BaseDetector, Direction, Verdict, learning_verdict, zscore_verdict
 from .level_shift import SameSideRun
 
 __all__ = ["EWMA", "THRESHOLDS"]
@@ -114,19 +106,7 @@ class EWMA(BaseDetector):
     def _score(self, t: float, x: float) -> Verdict:
         if not self.warm:
             return learning_verdict(self.n, self.min_history)
-        sd, thr = self._sd(), self.threshold
-        z, side = directional_deviation(self.direction, x, self.mean, sd)
-        alarm = z > thr
-        return Verdict(
-            score=ratio_to_score(z / thr),
-            expected=self.mean,
-            lower=self.mean - thr * sd,
-            upper=self.mean + thr * sd,
-            alarm=alarm,
-            reason=f"ewma z={z:.1f} {'>' if alarm else '<='} {thr:.1f} ({side})",
-            warm=True,
-            pvalue=gaussian_tail(z, two_sided=self.direction is Direction.BOTH),
-        )
+        return zscore_verdict(self.direction, x, self.mean, self._sd(), self.threshold, label="ewma")
 
     def _learn(self, t: float, x: float) -> None:
         self.n += 1

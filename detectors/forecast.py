@@ -55,15 +55,7 @@ import math
 from typing import Any, ClassVar
 
 from ._codec import finite_or_none, none_or_float
-from .base import (
-    BaseDetector,
-    Direction,
-    Verdict,
-    directional_deviation,
-    gaussian_tail,
-    learning_verdict,
-    ratio_to_score,
-)
+from .base import BaseDetector, Direction, Verdict, learning_verdict, zscore_verdict
 from .level_shift import SameSideRun
 
 __all__ = ["THRESHOLDS", "HoltResidual"]
@@ -121,19 +113,7 @@ class HoltResidual(BaseDetector):
         if not self.warm:
             return learning_verdict(self.n, self.min_history)
         f = self.forecast()
-        s, thr = self._scale(f), self.threshold
-        z, side = directional_deviation(self.direction, x, f, s)
-        alarm = z > thr
-        return Verdict(
-            score=ratio_to_score(z / thr),
-            expected=f,
-            lower=f - thr * s,
-            upper=f + thr * s,
-            alarm=alarm,
-            reason=f"forecast residual z={z:.1f} {'>' if alarm else '<='} {thr:.1f} ({side})",
-            warm=True,
-            pvalue=gaussian_tail(z, two_sided=self.direction is Direction.BOTH),
-        )
+        return zscore_verdict(self.direction, x, f, self._scale(f), self.threshold, label="forecast residual")
 
     def _learn(self, t: float, x: float) -> None:
         self.n += 1
