@@ -172,6 +172,7 @@ def zscore_verdict(
     a Gaussian tail p-value (two-sided for BOTH). The reason reads
     ``"<label> z=<z> >|<= <threshold><context> (<side>)"``.
 
+    >>> from homeostat.detectors.base import Direction, zscore_verdict
     >>> v = zscore_verdict(Direction.UP, 16.0, 10.0, 1.5, 3.0, label="ewma")
     >>> v.alarm, v.score, v.lower, v.upper, v.reason
     (True, 0.64, 5.5, 14.5, 'ewma z=4.0 > 3.0 (upper)')
