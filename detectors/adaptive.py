@@ -122,6 +122,7 @@ away (the seasonal forecast does not follow it) still breaks the drift's record;
 higher than the plain detector's score, and it is not an alarm:
 
 >>> import random
+>>> from homeostat.detectors.adaptive import DRIFT_ALPHA
 >>> rng = random.Random(1)
 >>> day = [100.0 + 20.0 * math.sin(2 * math.pi * i / 288) + rng.gauss(0.0, 2.0) for i in range(1440)]
 >>> plain, ms = Adaptive(direction="up"), Adaptive(direction="up", drift_alpha=DRIFT_ALPHA)

@@ -34,6 +34,7 @@ __all__ = [
     "parse_direction",
     "parse_sensitivity",
     "ratio_to_score",
+    "zscore_verdict",
 ]
 
 SENSITIVITIES: tuple[str, ...] = ("low", "medium", "high")
@@ -152,6 +153,44 @@ def gaussian_tail(z: float, two_sided: bool = False) -> float:
     if two_sided:
         return math.erfc(abs(z) / math.sqrt(2.0))
     return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def zscore_verdict(
+    direction: Direction,
+    x: float,
+    expected: float,
+    scale: float,
+    threshold: float,
+    *,
+    label: str,
+    context: str = "",
+) -> Verdict:
+    """The verdict of a z-score detector that is warm: ``x`` against ``expected +- threshold * scale``.
+
+    ``z`` is the standardised deviation in the watched direction (`directional_deviation`);
+    the point alarms when ``z > threshold``, scores ``ratio_to_score(z / threshold)`` and gets
+    a Gaussian tail p-value (two-sided for BOTH). The reason reads
+    ``"<label> z=<z> >|<= <threshold><context> (<side>)"``.
+
+    >>> from homeostat.detectors.base import Direction, zscore_verdict
+    >>> v = zscore_verdict(Direction.UP, 16.0, 10.0, 1.5, 3.0, label="ewma")
+    >>> v.alarm, v.score, v.lower, v.upper, v.reason
+    (True, 0.64, 5.5, 14.5, 'ewma z=4.0 > 3.0 (upper)')
+    >>> zscore_verdict(Direction.DOWN, 16.0, 10.0, 1.5, 3.0, label="seasonal", context=" vs same phase").reason
+    'seasonal z=-4.0 <= 3.0 vs same phase (upper)'
+    """
+    z, side = directional_deviation(direction, x, expected, scale)
+    alarm = z > threshold
+    return Verdict(
+        score=ratio_to_score(z / threshold),
+        expected=expected,
+        lower=expected - threshold * scale,
+        upper=expected + threshold * scale,
+        alarm=alarm,
+        reason=f"{label} z={z:.1f} {'>' if alarm else '<='} {threshold:.1f}{context} ({side})",
+        warm=True,
+        pvalue=gaussian_tail(z, two_sided=direction is Direction.BOTH),
+    )
 
 
 def learning_verdict(seen: int, needed: int, expected: float = math.nan) -> Verdict:

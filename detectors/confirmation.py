@@ -12,6 +12,23 @@ the operator acts on:
   ``n`` points were, and one of those was an alarm.
 
 No data (missing, NaN, Inf) is recorded as a point that is neither: it breaks a run.
+
+Example
+-------
+>>> from collections import deque
+>>> from homeostat.detectors.base import Verdict
+>>> from homeostat.detectors.confirmation import ConfirmRule, is_confirmed, judge_point, record_point
+>>> rule = ConfirmRule.parse("3/5")
+>>> window, alarms = deque(maxlen=rule.n), deque(maxlen=rule.n)
+>>> onset = Verdict(score=0.9, expected=10.0, lower=8.0, upper=12.0, alarm=True, reason="", warm=True)
+>>> after = Verdict(score=0.3, expected=10.0, lower=8.0, upper=12.0, alarm=False, reason="", warm=True)
+>>> confirmed = []
+>>> for value, verdict in [(9.0, after), (20.0, onset), (19.0, after), (18.0, after)]:
+...     p = judge_point(value=value, verdict=verdict, direction="up", min_change=rule.min_change, breach=False)
+...     record_point(window, alarms, anomalous=p.anomalous, alarm=p.alarm)
+...     confirmed.append(is_confirmed(anomalous_now=p.anomalous, window=window, alarms=alarms, k=rule.k))
+>>> confirmed  # the third point out of band confirms: 3 of the last 5, one of them an alarm
+[False, False, False, True]
 """
 
 from __future__ import annotations

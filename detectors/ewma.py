@@ -12,7 +12,7 @@ moves the baseline.
 Level shifts: a run of ``shift_after`` consecutive points beyond the band on the same side
 is taken as a new normal nobody remediated, and the chart re-baselines on the mean of that
 run instead of alarming forever (every point is learned, so the filter cannot get stuck
-as in River issue #948).
+as in River issue #948). The run is counted by `level_shift.SameSideRun`.
 
 Parameters
 ----------
@@ -56,15 +56,8 @@ import math
 from typing import Any, ClassVar
 
 from ._codec import finite_or_none, none_or_float
-from .base import (
-    BaseDetector,
-    Direction,
-    Verdict,
-    directional_deviation,
-    gaussian_tail,
-    learning_verdict,
-    ratio_to_score,
-)
+from .base import BaseDetector, Direction, Verdict, learning_verdict, zscore_verdict
+from .level_shift import SameSideRun
 
 __all__ = ["EWMA", "THRESHOLDS"]
 
@@ -95,8 +88,7 @@ class EWMA(BaseDetector):
         self.n = 0
         self.mean = math.nan
         self.var = math.nan
-        self.run = 0
-        self.run_sum = 0.0
+        self.run = SameSideRun()
 
     @property
     def threshold(self) -> float:
@@ -114,19 +106,7 @@ class EWMA(BaseDetector):
     def _score(self, t: float, x: float) -> Verdict:
         if not self.warm:
             return learning_verdict(self.n, self.min_history)
-        sd, thr = self._sd(), self.threshold
-        z, side = directional_deviation(self.direction, x, self.mean, sd)
-        alarm = z > thr
-        return Verdict(
-            score=ratio_to_score(z / thr),
-            expected=self.mean,
-            lower=self.mean - thr * sd,
-            upper=self.mean + thr * sd,
-            alarm=alarm,
-            reason=f"ewma z={z:.1f} {'>' if alarm else '<='} {thr:.1f} ({side})",
-            warm=True,
-            pvalue=gaussian_tail(z, two_sided=self.direction is Direction.BOTH),
-        )
+        return zscore_verdict(self.direction, x, self.mean, self._sd(), self.threshold, label="ewma")
 
     def _learn(self, t: float, x: float) -> None:
         self.n += 1
@@ -141,18 +121,13 @@ class EWMA(BaseDetector):
         sd = self._sd()
         bound = self.huber * sd
         if abs(d) > bound:
-            if self.shift_after > 0:
-                same = self.run == 0 or (d > 0) == (self.run > 0)
-                sign = 1 if d > 0 else -1
-                self.run = self.run + sign if same else sign
-                self.run_sum = self.run_sum + x if same else x
-                if abs(self.run) >= self.shift_after:
-                    self.mean = self.run_sum / abs(self.run)
-                    self.run, self.run_sum = 0, 0.0
-                    return
+            level = self.run.outlier(d, x, self.shift_after)
+            if not math.isnan(level):
+                self.mean = level
+                return
             d = math.copysign(bound, d)
         else:
-            self.run, self.run_sum = 0, 0.0
+            self.run.reset()
         self.mean += self.alpha * d
         self.var = (1.0 - self.beta) * (self.var + self.beta * d * d)
 
@@ -162,8 +137,8 @@ class EWMA(BaseDetector):
             "n": self.n,
             "mean": finite_or_none(self.mean),
             "var": finite_or_none(self.var),
-            "run": self.run,
-            "run_sum": self.run_sum,
+            "run": self.run.length,
+            "run_sum": self.run.total,
         }
 
     def _restore(self, model: dict[str, Any]) -> None:
@@ -172,5 +147,4 @@ class EWMA(BaseDetector):
         self.n = int(model["n"])
         self.mean = none_or_float(model["mean"])
         self.var = none_or_float(model["var"])
-        self.run = int(model["run"])
-        self.run_sum = float(model["run_sum"])
+        self.run = SameSideRun(model["run"], model["run_sum"])

@@ -11,7 +11,8 @@ written out so that its state is a handful of floats that export to JSON exactly
 ``time_series.HoltWinters`` / ``SNARIMAX`` carry unbounded or non-serialisable state.
 
 Updates are Huber-clipped (a spike moves the level by at most ``huber`` typical residuals)
-and a run of ``shift_after`` same-side outliers re-baselines the level on the run's mean.
+and a run of ``shift_after`` same-side outliers re-baselines the level on the run's mean
+(`level_shift.SameSideRun`, shared with `EWMA`).
 
 Parameters
 ----------
@@ -54,15 +55,8 @@ import math
 from typing import Any, ClassVar
 
 from ._codec import finite_or_none, none_or_float
-from .base import (
-    BaseDetector,
-    Direction,
-    Verdict,
-    directional_deviation,
-    gaussian_tail,
-    learning_verdict,
-    ratio_to_score,
-)
+from .base import BaseDetector, Direction, Verdict, learning_verdict, zscore_verdict
+from .level_shift import SameSideRun
 
 __all__ = ["THRESHOLDS", "HoltResidual"]
 
@@ -96,8 +90,7 @@ class HoltResidual(BaseDetector):
         self.level = math.nan
         self.trend = 0.0
         self.mae = math.nan
-        self.run = 0
-        self.run_sum = 0.0
+        self.run = SameSideRun()
 
     @property
     def threshold(self) -> float:
@@ -120,19 +113,7 @@ class HoltResidual(BaseDetector):
         if not self.warm:
             return learning_verdict(self.n, self.min_history)
         f = self.forecast()
-        s, thr = self._scale(f), self.threshold
-        z, side = directional_deviation(self.direction, x, f, s)
-        alarm = z > thr
-        return Verdict(
-            score=ratio_to_score(z / thr),
-            expected=f,
-            lower=f - thr * s,
-            upper=f + thr * s,
-            alarm=alarm,
-            reason=f"forecast residual z={z:.1f} {'>' if alarm else '<='} {thr:.1f} ({side})",
-            warm=True,
-            pvalue=gaussian_tail(z, two_sided=self.direction is Direction.BOTH),
-        )
+        return zscore_verdict(self.direction, x, f, self._scale(f), self.threshold, label="forecast residual")
 
     def _learn(self, t: float, x: float) -> None:
         self.n += 1
@@ -147,18 +128,13 @@ class HoltResidual(BaseDetector):
         elif self.n > self.min_history:
             bound = self.huber * self._scale(f)
             if a > bound:
-                if self.shift_after > 0:
-                    sign = 1 if r > 0 else -1
-                    same = self.run == 0 or (r > 0) == (self.run > 0)
-                    self.run = self.run + sign if same else sign
-                    self.run_sum = self.run_sum + x if same else x
-                    if abs(self.run) >= self.shift_after:
-                        self.level, self.trend = self.run_sum / abs(self.run), 0.0
-                        self.run, self.run_sum = 0, 0.0
-                        return
+                level = self.run.outlier(r, x, self.shift_after)
+                if not math.isnan(level):
+                    self.level, self.trend = level, 0.0
+                    return
                 r, a = math.copysign(bound, r), bound
             else:
-                self.run, self.run_sum = 0, 0.0
+                self.run.reset()
             self.mae += self.error_alpha * (a - self.mae)
         else:
             self.mae += (a - self.mae) / self.n
@@ -181,8 +157,8 @@ class HoltResidual(BaseDetector):
             "level": finite_or_none(self.level),
             "trend": self.trend,
             "mae": finite_or_none(self.mae),
-            "run": self.run,
-            "run_sum": self.run_sum,
+            "run": self.run.length,
+            "run_sum": self.run.total,
         }
 
     def _restore(self, model: dict[str, Any]) -> None:
@@ -192,5 +168,4 @@ class HoltResidual(BaseDetector):
         self.level = none_or_float(model["level"])
         self.trend = float(model["trend"])
         self.mae = none_or_float(model["mae"])
-        self.run = int(model["run"])
-        self.run_sum = float(model["run_sum"])
+        self.run = SameSideRun(model["run"], model["run_sum"])

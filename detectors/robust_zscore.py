@@ -54,15 +54,7 @@ import math
 from collections import deque
 from typing import Any, ClassVar
 
-from .base import (
-    BaseDetector,
-    Direction,
-    Verdict,
-    directional_deviation,
-    gaussian_tail,
-    learning_verdict,
-    ratio_to_score,
-)
+from .base import BaseDetector, Direction, Verdict, learning_verdict, zscore_verdict
 
 __all__ = ["RobustZScore"]
 
@@ -160,21 +152,7 @@ class RobustZScore(BaseDetector):
     def _score(self, t: float, x: float) -> Verdict:
         if not self.warm:
             return learning_verdict(len(self._buf), self.min_history)
-        m, s, thr = self._median, self._scale, self.threshold
-        z, side = directional_deviation(self.direction, x, m, s)
-        alarm = z > thr
-        two = self.direction is Direction.BOTH
-        reason = f"robust z={z:.1f} {'>' if alarm else '<='} {thr:.1f} ({side})"
-        return Verdict(
-            score=ratio_to_score(z / thr),
-            expected=m,
-            lower=m - thr * s,
-            upper=m + thr * s,
-            alarm=alarm,
-            reason=reason,
-            warm=True,
-            pvalue=gaussian_tail(z, two_sided=two),
-        )
+        return zscore_verdict(self.direction, x, self._median, self._scale, self.threshold, label="robust")
 
     def _learn(self, t: float, x: float) -> None:
         self._buf.append(x)

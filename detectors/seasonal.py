@@ -61,7 +61,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._codec import pack_f32, unpack_f32
-from .base import BaseDetector, Direction, Verdict, directional_deviation, gaussian_tail, ratio_to_score
+from .base import BaseDetector, Direction, Verdict, zscore_verdict
 
 __all__ = ["THRESHOLDS", "SeasonalBaseline"]
 
@@ -121,19 +121,8 @@ class SeasonalBaseline(BaseDetector):
         if self.visits[slot] < self.min_periods:
             reason = f"learning {self.visits[slot]}/{self.min_periods} periods for this phase"
             return Verdict(0.0, math.nan, math.nan, math.nan, False, reason, False)
-        m, s, thr = self.mean[slot], self._scale(slot), self.threshold
-        z, side = directional_deviation(self.direction, x, m, s)
-        alarm = z > thr
-        return Verdict(
-            score=ratio_to_score(z / thr),
-            expected=m,
-            lower=m - thr * s,
-            upper=m + thr * s,
-            alarm=alarm,
-            reason=f"seasonal z={z:.1f} {'>' if alarm else '<='} {thr:.1f} vs same phase ({side})",
-            warm=True,
-            pvalue=gaussian_tail(z, two_sided=self.direction is Direction.BOTH),
-        )
+        m, s = self.mean[slot], self._scale(slot)
+        return zscore_verdict(self.direction, x, m, s, self.threshold, label="seasonal", context=" vs same phase")
 
     def _learn(self, t: float, x: float) -> None:
         slot, k = self._slot(t)

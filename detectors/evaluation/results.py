@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .alarms import AlarmCounts
@@ -31,16 +31,8 @@ class ProfileResult:
     false_positives: int
 
     def as_dict(self) -> dict[str, Any]:
-        """For JSON."""
-        return {
-            "score": self.score,
-            "threshold": self.threshold,
-            "raw": self.raw,
-            "null_raw": self.null_raw,
-            "perfect_raw": self.perfect_raw,
-            "windows_detected": self.windows_detected,
-            "false_positives": self.false_positives,
-        }
+        """For JSON: every field but ``profile`` (the key the result is filed under), in order."""
+        return {k: v for k, v in asdict(self).items() if k != "profile"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +49,8 @@ class FileResult:
     nab: dict[str, FileScore]  # profile name -> result at that profile's corpus threshold
     incidents: IncidentCounts | None = None  # with the confirmation rule (eval --confirm)
 
-    def as_dict(self) -> dict[str, Any]:
-        """For JSON."""
+    def _counts(self) -> dict[str, Any]:
+        """The file and its counts: the first fields of both `as_dict` and `flat`."""
         return {
             "file": self.path,
             "points": self.points,
@@ -66,6 +58,12 @@ class FileResult:
             "windows": self.windows,
             "windows_in_probation": self.windows_in_probation,
             "windows_without_points": self.windows_without_points,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """For JSON."""
+        return {
+            **self._counts(),
             "alarms": self.alarms.as_dict(),
             "nab": {
                 name: {
@@ -80,14 +78,7 @@ class FileResult:
 
     def flat(self) -> dict[str, Any]:
         """One CSV row: nested fields become ``alarm_*`` and ``<profile>_*`` columns."""
-        row: dict[str, Any] = {
-            "file": self.path,
-            "points": self.points,
-            "probation": self.probation,
-            "windows": self.windows,
-            "windows_in_probation": self.windows_in_probation,
-            "windows_without_points": self.windows_without_points,
-        }
+        row = self._counts()
         for key, value in self.alarms.as_dict().items():
             if key != "windows":
                 row[f"alarm_{key}"] = value
