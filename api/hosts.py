@@ -9,6 +9,7 @@ A pattern is `host` (any port), `host:port`, `*.suffix` (any name under the suff
 `*` (any host: the check is off). Names are compared as written, case-insensitively: no DNS
 lookup is made, so a name that resolves to an internal address is as fair as the admin made it.
 
+>>> from homeostat.api.hosts import HostAllowList
 >>> hosts = HostAllowList.of(prometheus_url="http://prometheus.monitoring:9090", patterns=["*.hooks.example.com"])
 >>> hosts.permits("http://prometheus.monitoring:9090/api"), hosts.permits("http://prometheus.monitoring:8080")
 (True, False)

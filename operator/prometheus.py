@@ -304,6 +304,7 @@ def range_chunks(*, start: float, end: float, step: float,
     Chunks do not overlap: each starts one step after the previous one ends, so no point is
     learned twice.
 
+    >>> from homeostat.operator.prometheus import range_chunks
     >>> range_chunks(start=0, end=25, step=10, max_points=2)
     [(0, 10), (20, 25)]
     """
